@@ -1,0 +1,92 @@
+"""Run profiles: the one place that decides how heavy a run is.
+
+    gpu    the real lab: 224-px inputs, paper-style schedules, mixed precision and XLA.
+    cpu    a reduced but real run: every lab's training finishes in about 15 minutes on 2 cores.
+    smoke  CI: the smallest sizes and a few steps, so that each notebook executes in about a minute.
+
+The profile comes from ``LABKIT_PROFILE`` if it is set, otherwise from the hardware (a GPU
+present means ``gpu``, otherwise ``cpu``). Notebooks never edit these numbers: change the
+environment variable instead, e.g. ``LABKIT_PROFILE=smoke jupyter lab``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+ENV_VAR = "LABKIT_PROFILE"
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """How heavy a run is. Every field is a default that a lab or the CLI may override."""
+
+    name: str
+    description: str
+    image_size: int          # square input side fed to the architectures (pixels)
+    batch_size: int
+    epochs: int
+    steps_per_epoch: int | None   # None: one pass over the training split per epoch
+    mixed_precision: bool    # float16 compute with float32 weights (GPU only)
+    jit_compile: bool        # XLA-compile the train step
+    sample_grid_images: int  # images per class shown in sample grids
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "gpu": Profile(
+        name="gpu",
+        description="the real lab on a GPU: 224-px inputs, paper-style schedules",
+        image_size=224, batch_size=64, epochs=60, steps_per_epoch=None,
+        mixed_precision=True, jit_compile=True, sample_grid_images=6,
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="a reduced but real run on a 2-core CPU (about 15 minutes a lab)",
+        image_size=112, batch_size=32, epochs=30, steps_per_epoch=None,
+        mixed_precision=False, jit_compile=False, sample_grid_images=4,
+    ),
+    "smoke": Profile(
+        name="smoke",
+        description="CI smoke test: smallest sizes, a few steps",
+        image_size=64, batch_size=16, epochs=1, steps_per_epoch=2,
+        mixed_precision=False, jit_compile=False, sample_grid_images=2,
+    ),
+}
+
+
+def available() -> list[str]:
+    return list(PROFILES)
+
+
+def gpu_count() -> int:
+    """Number of GPUs TensorFlow can use (imports TensorFlow)."""
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("GPU"))
+
+
+def detect() -> str:
+    """The profile the hardware suggests: ``gpu`` with a GPU, otherwise ``cpu``."""
+    return "gpu" if gpu_count() > 0 else "cpu"
+
+
+def get_profile(name: str | Profile | None = None) -> Profile:
+    """Return the active profile: ``name`` if given, else ``$LABKIT_PROFILE``, else detected."""
+    if isinstance(name, Profile):
+        return name
+    source = "argument"
+    if name is None:
+        name = os.environ.get(ENV_VAR, "").strip() or None
+        source = f"${ENV_VAR}"
+    if name is None:
+        return PROFILES[detect()]
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ValueError(
+            f"Unknown labkit profile {name!r} (from {source}). Choose one of "
+            f"{', '.join(PROFILES)}, e.g. `export {ENV_VAR}=cpu`, or unset {ENV_VAR} "
+            "to detect it from the hardware."
+        )
+    return PROFILES[key]

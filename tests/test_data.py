@@ -1,0 +1,245 @@
+"""labkit.data: download, verification, safe extraction, splits, index and tf.data pipeline."""
+import hashlib
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.io import savemat
+
+import labkit.data as data
+from conftest import make_jpeg, write_tgz
+
+
+def leftovers(root: Path) -> list[str]:
+    """Anything extraction might have left half-done: the target or a temporary folder."""
+    return sorted(p.name for p in root.iterdir() if p.name.startswith((".oxflower17", "oxflower17")))
+
+
+# --------------------------------------------------------------------------- constants
+
+def test_class_names_and_labels_follow_the_official_order():
+    assert len(data.CLASS_NAMES) == 17
+    assert data.CLASS_NAMES[0] == "daffodil" and data.CLASS_NAMES[-1] == "pansy"
+    assert data.CLASS_NAMES[11] == "colt's foot"
+    assert data.label_of(1) == 0 and data.label_of(80) == 0 and data.label_of(81) == 1
+    assert data.label_of(1360) == 16
+    with pytest.raises(ValueError, match="1 to 1360"):
+        data.label_of(1361)
+
+
+# --------------------------------------------------------------------------- synthetic archive
+
+def test_synthetic_archive_with_official_splits(synthetic_data_dir):
+    rng = np.random.default_rng(7)
+    mat = {}
+    for k in (1, 2, 3):
+        ids = rng.permutation(1360) + 1
+        mat[f"trn{k}"], mat[f"val{k}"], mat[f"tst{k}"] = ids[:680], ids[680:1020], ids[1020:]
+    savemat(synthetic_data_dir / "datasplits.mat", {k: v.reshape(1, -1).astype(float) for k, v in mat.items()})
+
+    index = data.oxflower17_index(synthetic_data_dir, partition=2)
+    assert index.attrs["split_name"] == "official datasplits.mat partition 2"
+    assert len(index) == 1360
+    assert sorted(index.loc[index.split == "val", "image_id"]) == sorted(mat["val2"].tolist())
+    assert index.loc[index.image_id == 81, "label"].item() == 1
+    assert index.loc[index.image_id == 81, "class_name"].item() == "snowdrop"
+    assert Path(index.path[0]).is_file()
+
+
+def test_fallback_split_is_announced_and_stratified(synthetic_data_dir, capsys):
+    data._announced.discard("splits-fallback")
+    index = data.oxflower17_index(synthetic_data_dir, partition=1)
+    assert "labkit-stratified" in index.attrs["split_name"]
+    assert "datasplits.mat is not in" in capsys.readouterr().out
+    counts = index.groupby(["split", "label"]).size().unstack()
+    assert (counts.loc["train"] == 40).all() and (counts.loc["val"] == 20).all() and (counts.loc["test"] == 20).all()
+    # deterministic, and the three partitions differ
+    again = data.fallback_splits(1)
+    assert all(np.array_equal(again[s], index.loc[index.split == s, "image_id"].to_numpy()) for s in again)
+    assert not np.array_equal(data.fallback_splits(2)["test"], again["test"])
+
+
+def test_bad_partition_and_bad_splits_file(synthetic_data_dir):
+    with pytest.raises(ValueError, match="partitions 1, 2 and 3"):
+        data.oxflower17_index(synthetic_data_dir, partition=4)
+    savemat(synthetic_data_dir / "datasplits.mat", {"trn1": np.arange(1, 11), "val1": np.arange(11, 21), "tst1": np.arange(21, 31)})
+    with pytest.raises(data.DataError, match="should hold 680 image ids"):
+        data.oxflower17_index(synthetic_data_dir, partition=1)
+
+
+def test_missing_archive_offline_names_the_file_and_folder(tmp_path):
+    with pytest.raises(data.DataError) as err:
+        data.ensure_images(tmp_path, download=False)
+    message = str(err.value)
+    assert "17flowers.tgz" in message and str(tmp_path) in message and "offline" in message
+
+
+def test_unofficial_archive_with_wrong_contents_is_rejected(tmp_path):
+    write_tgz(tmp_path / "17flowers.tgz", {f"jpg/image_{i:04d}.jpg": make_jpeg(i) for i in range(1, 100)})
+    with pytest.raises(data.DataError, match="1,261 missing"):
+        data.ensure_images(tmp_path)
+    assert leftovers(tmp_path) == []
+    assert (tmp_path / "17flowers.tgz").is_file()  # the user's file is never deleted
+
+
+def test_unreadable_jpeg_in_unofficial_archive_is_named(tmp_path):
+    files = {f"jpg/image_{i:04d}.jpg": make_jpeg(i) for i in range(1, 1361)}
+    files["jpg/image_0500.jpg"] = b"\xff\xd8 this is not a jpeg"
+    write_tgz(tmp_path / "17flowers.tgz", files)
+    with pytest.raises(data.DataError, match="image_0500.jpg in .*17flowers.tgz is not a readable JPEG"):
+        data.ensure_images(tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def test_path_traversal_member_is_refused_and_nothing_is_written(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    write_tgz(root / "17flowers.tgz", {"jpg/image_0001.jpg": make_jpeg(1), "../escaped.txt": b"gotcha"})
+    with pytest.raises(data.DataError, match="unsafe path '../escaped.txt'"):
+        data.ensure_images(root)
+    assert not (tmp_path / "escaped.txt").exists()
+    assert leftovers(root) == []
+
+
+def test_absolute_and_symlink_members_are_refused(tmp_path):
+    write_tgz(tmp_path / "17flowers.tgz", {"/tmp/abs.txt": b"x"})
+    with pytest.raises(data.DataError, match="unsafe path"):
+        data.ensure_images(tmp_path)
+    with tarfile.open(tmp_path / "17flowers.tgz", "w:gz") as tar:
+        link = tarfile.TarInfo("jpg/image_0001.jpg")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    with pytest.raises(data.DataError, match="link or special file"):
+        data.ensure_images(tmp_path)
+    assert leftovers(tmp_path) == []
+
+
+def test_truncated_archive_leaves_no_half_extracted_directory(tmp_path, synthetic_archive):
+    payload = synthetic_archive.read_bytes()
+    (tmp_path / "17flowers.tgz").write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(data.DataError, match="truncated or corrupt"):
+        data.ensure_images(tmp_path)
+    assert leftovers(tmp_path) == []
+    assert (tmp_path / "17flowers.tgz").stat().st_size == len(payload) // 2
+
+
+def test_incomplete_extraction_folder_is_not_trusted(synthetic_data_dir):
+    (synthetic_data_dir / "oxflower17" / "jpg").mkdir(parents=True)
+    with pytest.raises(data.DataError, match="not a complete labkit extraction"):
+        data.ensure_images(synthetic_data_dir)
+
+
+def test_damaged_image_after_extraction_is_named(synthetic_data_dir):
+    images = data.ensure_images(synthetic_data_dir)
+    victim = images / "image_0042.jpg"
+    victim.write_bytes(victim.read_bytes()[:40])  # truncated on disk later
+    with pytest.raises(data.DataError, match="image_0042.jpg is not a complete JPEG"):
+        data.oxflower17_index(synthetic_data_dir)
+
+
+class FakeResponse(io.BytesIO):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def test_download_verifies_checksum_and_keeps_nothing_on_mismatch(tmp_path, monkeypatch, synthetic_archive):
+    payload = synthetic_archive.read_bytes()
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: FakeResponse(payload))
+    with pytest.raises(data.DataError, match="corrupt"):
+        data.ensure_images(tmp_path, download=True)  # md5 differs from the official one
+    assert sorted(os.listdir(tmp_path)) == []
+
+    monkeypatch.setattr(data, "ARCHIVE_MD5", hashlib.md5(payload).hexdigest())
+    images = data.ensure_images(tmp_path, download=True)
+    assert (tmp_path / "17flowers.tgz").is_file() and not (tmp_path / "17flowers.tgz.part").exists()
+    assert len(list(images.glob("image_*.jpg"))) == 1360
+
+
+def test_failed_download_says_what_to_do(tmp_path, monkeypatch):
+    def refuse(url, timeout):
+        raise data.urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
+    with pytest.raises(data.DataError, match="copy it to"):
+        data.ensure_images(tmp_path, download=True)
+    assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- the real archive
+
+def test_real_archive_index(real_data_dir):
+    index = data.oxflower17_index(real_data_dir)
+    assert len(index) == 1360
+    assert (index.groupby("label").size() == 80).all()
+    assert index.split.value_counts().to_dict() == {"train": 680, "val": 340, "test": 340}
+    assert list(index.columns[:5]) == ["image_id", "path", "label", "class_name", "split"]
+    sets = {s: set(index.loc[index.split == s, "image_id"]) for s in ("train", "val", "test")}
+    assert not (sets["train"] & sets["val"] or sets["train"] & sets["test"] or sets["val"] & sets["test"])
+    assert (index.label == (index.image_id - 1) // 80).all()
+    assert index.loc[index.image_id == 721, "class_name"].item() == "sunflower"
+    assert index.attrs["partition"] == 1
+
+
+def test_pipeline_shapes_dtypes_and_ranges(real_data_dir):
+    ds = data.oxflower17("val", image_size=48, batch_size=32, data_dir=real_data_dir)
+    images, labels = next(iter(ds))
+    assert images.shape == (32, 48, 48, 3) and images.dtype.name == "float32"
+    assert labels.shape == (32,) and labels.dtype.name == "int32"
+    assert 0.0 <= float(images.numpy().min()) and float(images.numpy().max()) <= 1.0
+    total = sum(int(y.shape[0]) for _, y in ds)
+    assert total == 340
+
+    raw = data.oxflower17("test", image_size=40, batch_size=7, data_dir=real_data_dir, dtype="uint8",
+                          drop_remainder=True)
+    x, _ = next(iter(raw))
+    assert x.dtype.name == "uint8" and x.shape == (7, 40, 40, 3)
+    assert sum(1 for _ in raw) == 340 // 7
+
+
+def test_training_order_is_shuffled_and_seeded(real_data_dir):
+    def order(seed):
+        ds = data.oxflower17("train", 16, 680, data_dir=real_data_dir, seed=seed)
+        return [next(iter(ds))[1].numpy() for _ in range(1)][0]
+
+    a, b, c = order(1), order(1), order(2)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert sorted(a.tolist()) == sorted([l for l in range(17) for _ in range(40)])
+    ordered = next(iter(data.oxflower17("test", 16, 340, data_dir=real_data_dir)))[1].numpy()
+    assert np.all(np.diff(ordered) >= 0)  # evaluation splits keep the index order
+
+
+def test_decode_and_resize_keeps_the_central_square():
+    import tensorflow as tf
+    from PIL import Image
+
+    canvas = np.zeros((200, 400, 3), np.uint8)
+    canvas[:, 100:300] = 255  # a white central square on a wide black image
+    buf = io.BytesIO()
+    Image.fromarray(canvas).save(buf, format="JPEG", quality=95)
+    out = data.decode_and_resize(tf.constant(buf.getvalue()), 50).numpy()
+    assert out.shape == (50, 50, 3)
+    assert out[5:-5, 5:-5].min() > 230  # all of it is the central white square
+
+
+def test_pipeline_rejects_bad_arguments(real_data_dir):
+    with pytest.raises(ValueError, match="split must be one of"):
+        data.oxflower17("training", 32, 8, data_dir=real_data_dir)
+    with pytest.raises(ValueError, match="batch_size"):
+        data.oxflower17("train", 32, 0, data_dir=real_data_dir)
+    with pytest.raises(ValueError, match="dtype"):
+        data.oxflower17("train", 32, 8, data_dir=real_data_dir, dtype="float16")
+
+
+def test_tfds_builder_agrees_with_the_index(synthetic_data_dir):
+    ds, info = data.load_tfds("test", data_dir=synthetic_data_dir, with_info=True)
+    assert info.splits["train"].num_examples == 680 and info.splits["validation"].num_examples == 340
+    assert info.features["label"].names == list(data.CLASS_NAMES)
+    names = sorted(ex["file_name"].numpy().decode() for ex in ds)
+    index = data.oxflower17_index(synthetic_data_dir)
+    assert names == sorted(f"image_{i:04d}.jpg" for i in index.loc[index.split == "test", "image_id"])

@@ -1,0 +1,59 @@
+"""labkit.profiles and labkit.env: one place decides how heavy a run is."""
+import warnings
+
+import pytest
+
+from labkit import env, profiles
+
+
+def test_profile_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("LABKIT_PROFILE", "cpu")
+    assert profiles.get_profile().name == "cpu"
+    monkeypatch.setenv("LABKIT_PROFILE", " Smoke ")
+    assert profiles.get_profile().name == "smoke"
+    assert profiles.get_profile("gpu").name == "gpu"  # an explicit argument wins
+
+
+def test_unknown_profile_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("LABKIT_PROFILE", "fast")
+    with pytest.raises(ValueError, match=r"Unknown labkit profile 'fast' \(from \$LABKIT_PROFILE\).*gpu, cpu, smoke"):
+        profiles.get_profile()
+
+
+def test_detection_without_gpu_picks_cpu(monkeypatch):
+    monkeypatch.delenv("LABKIT_PROFILE", raising=False)
+    monkeypatch.setattr(profiles, "gpu_count", lambda: 0)
+    assert profiles.get_profile().name == "cpu"
+    monkeypatch.setattr(profiles, "gpu_count", lambda: 2)
+    assert profiles.get_profile().name == "gpu"
+
+
+def test_profiles_get_lighter_from_gpu_to_smoke():
+    gpu, cpu, smoke = (profiles.PROFILES[n] for n in ("gpu", "cpu", "smoke"))
+    assert gpu.image_size == 224 and gpu.mixed_precision
+    assert gpu.image_size > cpu.image_size > smoke.image_size
+    assert smoke.steps_per_epoch is not None and smoke.epochs <= cpu.epochs <= gpu.epochs
+    assert not cpu.mixed_precision and not smoke.mixed_precision
+
+
+def test_setup_warns_without_gpu_but_never_fails(capsys):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prof = env.setup(seed=1, profile="smoke")
+    assert prof.name == "smoke"
+    assert any("No GPU found" in str(w.message) for w in caught)
+    out = capsys.readouterr().out
+    assert "profile" in out and "smoke" in out and "tensorflow" in out and "CPU" in out
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"  # no mixed precision on CPU
+
+
+def test_setup_seeds_make_draws_repeatable():
+    import numpy as np
+    import tensorflow as tf
+
+    env.setup(seed=3, profile="smoke", verbose=False)
+    a = (np.random.rand(), float(tf.random.uniform(())))
+    env.setup(seed=3, profile="smoke", verbose=False)
+    assert a == (np.random.rand(), float(tf.random.uniform(())))
