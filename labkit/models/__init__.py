@@ -1,0 +1,103 @@
+"""Keras builders for the course's architectures, one short module per family.
+
+    build("resnet50", num_classes=17, input_shape=(224, 224, 3), version=2)
+    available()  # ['lenet5', 'alexnet', 'vgg11', ..., 'resnet152']
+
+Options each family takes (passed through ``build``):
+    lenet5     form="original" | "modern"
+    alexnet    two_gpu=False, lrn=True, dropout=0.5
+    vgg*       batch_norm=False, config= (e.g. "A-LRN" for vgg11, "C" for vgg16), dropout=0.5
+    googlenet  aux_classifiers=False, batch_norm=False, lrn=True, dropout=0.4
+    resnet*    version=1 | 2
+"""
+from __future__ import annotations
+
+import functools
+
+import keras
+
+from labkit.models import alexnet as _alexnet
+from labkit.models import googlenet as _googlenet
+from labkit.models import lenet as _lenet
+from labkit.models import resnet as _resnet
+from labkit.models import vgg as _vgg
+
+_VGG_CONFIG = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
+_VGG_ALLOWED = {"vgg11": ("A", "A-LRN"), "vgg13": ("B",), "vgg16": ("C", "D"), "vgg19": ("E",)}
+
+
+def _vgg_builder(name):
+    def build_vgg(num_classes, input_shape, config=None, **options):
+        config = config or _VGG_CONFIG[name]
+        if config not in _VGG_ALLOWED[name]:
+            raise ValueError(f"{name} has configuration(s) {', '.join(_VGG_ALLOWED[name])}, not {config!r}")
+        return _vgg.vgg(config, num_classes=num_classes, input_shape=input_shape, **options)
+    return build_vgg
+
+
+def _resnet_builder(depth):
+    return lambda num_classes, input_shape, **options: _resnet.resnet(
+        depth, num_classes=num_classes, input_shape=input_shape, **options)
+
+
+# name: (builder(num_classes, input_shape, **options), paper input shape, minimum input side)
+REGISTRY = {
+    "lenet5": (_lenet.lenet5, (32, 32, 1), _lenet.MIN_INPUT_SIZE),
+    "alexnet": (_alexnet.alexnet, (227, 227, 3), _alexnet.MIN_INPUT_SIZE),
+    **{name: (_vgg_builder(name), (224, 224, 3), _vgg.MIN_INPUT_SIZE) for name in _VGG_CONFIG},
+    "googlenet": (_googlenet.googlenet, (224, 224, 3), _googlenet.MIN_INPUT_SIZE),
+    **{f"resnet{d}": (_resnet_builder(d), (224, 224, 3), _resnet.MIN_INPUT_SIZE) for d in _resnet.DEPTHS},
+}
+
+
+def available() -> list[str]:
+    """Names ``build`` accepts."""
+    return list(REGISTRY)
+
+
+def _entry(name: str):
+    key = name.strip().lower().replace("-", "").replace("_", "")
+    if key not in REGISTRY:
+        raise ValueError(f"Unknown model {name!r}. Available: {', '.join(REGISTRY)}.")
+    return key, REGISTRY[key]
+
+
+def paper_input_shape(name: str) -> tuple:
+    """The input shape the paper used (AlexNet 227x227x3, LeNet-5 32x32x1, the rest 224x224x3)."""
+    return _entry(name)[1][1]
+
+
+def min_input_size(name: str) -> int:
+    """The smallest square input side the architecture accepts."""
+    return _entry(name)[1][2]
+
+
+def build(name: str, num_classes: int = 17, input_shape=None, **options) -> keras.Model:
+    """Build architecture ``name`` (see ``available()``) with the paper's input shape unless
+    ``input_shape`` is given. Raises ``ValueError`` for unknown names, bad options or inputs
+    smaller than ``min_input_size(name)``."""
+    key, (builder, paper_shape, _) = _entry(name)
+    shape = tuple(input_shape) if input_shape is not None else paper_shape
+    try:
+        return builder(num_classes=num_classes, input_shape=shape, **options)
+    except TypeError as err:  # an option this family does not take
+        raise ValueError(f"{key}: {err}. See help(labkit.models) for each family's options.") from err
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The model with only its main output (drops GoogLeNet's training-only auxiliary heads);
+    weights are shared, not copied."""
+    if len(model.outputs) == 1:
+        return model
+    main = model.get_layer("predictions").output
+    return keras.Model(model.inputs, main, name=model.name.removesuffix("_aux"))
+
+
+def count_trainable(model: keras.Model) -> int:
+    """Trainable parameters, as the papers and torchvision count them."""
+    return int(sum(functools.reduce(lambda a, b: a * b, w.shape, 1) for w in model.trainable_weights))
+
+
+def count_all(model: keras.Model) -> int:
+    """Keras' ``count_params()``: also batch norm's moving mean and variance."""
+    return int(model.count_params())

@@ -1,0 +1,122 @@
+"""ResNet (He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016) and
+its pre-activation form (He et al., "Identity Mappings in Deep Residual Networks", ECCV 2016).
+
+A residual block learns F(x) and outputs F(x) + x: if the identity is what a layer should do,
+F only has to go to zero, which is why very deep ResNets train where plain nets degrade.
+
+    conv1 7x7/2 64 -> max-pool 3x3/2 -> conv2_x -> conv3_x -> conv4_x -> conv5_x
+    -> global average pool -> fc (softmax)
+
+Stages conv2_x..conv5_x have 64, 128, 256, 512 base filters; conv3_1, conv4_1 and conv5_1
+downsample with stride 2 (in the first convolution of the block, as in the paper). Where the
+shape changes the shortcut is a 1x1 projection (option B). Convolutions have no bias (batch norm
+follows each). Trainable parameters at 224x224x3, 1000 classes: 18: 11,689,512; 34: 21,797,672;
+50: 25,557,032; 101: 44,549,160; 152: 60,192,808.
+
+``version=1``: conv -> BN -> ReLU, addition, then ReLU (post-activation).
+``version=2``: BN -> ReLU -> conv inside the block, nothing after the addition (full
+pre-activation, the best variant of the 2016 comparison table), plus a final BN -> ReLU.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from labkit.models._common import check_input_shape, check_num_classes, classifier_output
+
+# depth: (block, blocks per stage conv2_x..conv5_x)
+DEPTHS = {
+    18: ("basic", [2, 2, 2, 2]),
+    34: ("basic", [3, 4, 6, 3]),
+    50: ("bottleneck", [3, 4, 6, 3]),
+    101: ("bottleneck", [3, 4, 23, 3]),
+    152: ("bottleneck", [3, 8, 36, 3]),
+}
+WIDTHS = [64, 128, 256, 512]
+EXPANSION = {"basic": 1, "bottleneck": 4}
+MIN_INPUT_SIZE = 32  # total stride 32
+BN = dict(momentum=0.9, epsilon=1e-5)
+
+
+def _conv(x, filters, kernel, strides, name):
+    return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                         kernel_initializer="he_normal", name=name)(x)
+
+
+def _bn_relu(x, name, relu=True, zero_gamma=False):
+    x = layers.BatchNormalization(**BN, gamma_initializer="zeros" if zero_gamma else "ones", name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def residual_block(x, filters: int, strides: int, kind: str, name: str, zero_init_residual: bool = True):
+    """v1 block: basic (3x3, 3x3) or bottleneck (1x1, 3x3, 1x1 x4); projection shortcut when
+    the shape changes; ReLU after the addition. ``zero_init_residual``: the residual branch's
+    last BN starts with gamma = 0, so the block starts as the identity (Goyal et al. 2017)."""
+    out_channels = filters * EXPANSION[kind]
+    shortcut = x
+    if strides != 1 or x.shape[-1] != out_channels:
+        shortcut = _conv(x, out_channels, 1, strides, f"{name}_0_conv")
+        shortcut = layers.BatchNormalization(**BN, name=f"{name}_0_bn")(shortcut)
+    if kind == "basic":
+        convs = [(filters, 3, strides), (out_channels, 3, 1)]
+    else:
+        convs = [(filters, 1, strides), (filters, 3, 1), (out_channels, 1, 1)]
+    for i, (f, k, s) in enumerate(convs, start=1):
+        x = _conv(x, f, k, s, f"{name}_{i}_conv")
+        last = i == len(convs)
+        x = _bn_relu(x, f"{name}_{i}", relu=not last, zero_gamma=last and zero_init_residual)
+    x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return layers.ReLU(name=f"{name}_out")(x)
+
+
+def preact_block(x, filters: int, strides: int, kind: str, name: str, preactivated: bool = False):
+    """v2 block: BN-ReLU-conv units; the shortcut is the identity, or a projection of the
+    pre-activated input when the shape changes. ``preactivated``: the input is already BN-ReLU'd
+    (the first block after the stem)."""
+    out_channels = filters * EXPANSION[kind]
+    preact = x if preactivated else _bn_relu(x, f"{name}_preact")
+    shortcut = x
+    if strides != 1 or x.shape[-1] != out_channels:
+        shortcut = _conv(preact, out_channels, 1, strides, f"{name}_0_conv")
+    if kind == "basic":
+        convs = [(filters, 3, strides), (out_channels, 3, 1)]
+    else:
+        convs = [(filters, 1, strides), (filters, 3, 1), (out_channels, 1, 1)]
+    y = preact
+    for i, (f, k, s) in enumerate(convs, start=1):
+        if i > 1:
+            y = _bn_relu(y, f"{name}_{i - 1}")
+        y = _conv(y, f, k, s, f"{name}_{i}_conv")
+    return layers.Add(name=f"{name}_out")([shortcut, y])
+
+
+def resnet(depth: int = 50, num_classes: int = 1000, input_shape=(224, 224, 3), version: int = 1,
+           zero_init_residual: bool = True, classifier_activation="softmax") -> keras.Model:
+    """ResNet-``depth`` (18, 34, 50, 101, 152), post-activation (``version=1``) or
+    full pre-activation (``version=2``). ``zero_init_residual`` (v1) starts every residual
+    branch at zero, which keeps very deep nets trainable from the first step; it changes the
+    initial values only, not the architecture."""
+    if depth not in DEPTHS:
+        raise ValueError(f"ResNet depth must be one of {', '.join(map(str, DEPTHS))}, got {depth!r}")
+    if version not in (1, 2):
+        raise ValueError(f"ResNet version must be 1 (post-activation) or 2 (pre-activation), got {version!r}")
+    check_num_classes(num_classes)
+    check_input_shape(input_shape, MIN_INPUT_SIZE, f"ResNet-{depth}")
+    kind, blocks = DEPTHS[depth]
+    inputs = keras.Input(shape=input_shape, name="input")
+    x = _conv(inputs, 64, 7, 2, "conv1_conv")
+    x = _bn_relu(x, "conv1")
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    for stage, (width, count) in enumerate(zip(WIDTHS, blocks), start=2):
+        for b in range(1, count + 1):
+            strides = 2 if (b == 1 and stage > 2) else 1
+            name = f"conv{stage}_block{b}"
+            if version == 1:
+                x = residual_block(x, width, strides, kind, name, zero_init_residual)
+            else:
+                x = preact_block(x, width, strides, kind, name, preactivated=(stage == 2 and b == 1))
+    if version == 2:
+        x = _bn_relu(x, "post")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = classifier_output(x, num_classes, "fc", classifier_activation)
+    return keras.Model(inputs, outputs, name=f"resnet{depth}{'_v2' if version == 2 else ''}")

@@ -1,0 +1,74 @@
+"""labkit.inspect: the slides' arithmetic, computed."""
+import pytest
+
+from labkit import inspect, models
+
+
+def test_conv_output_size_valid_cases():
+    assert inspect.conv_output_size(7, 3, 0, 1) == 5    # slides: 7x7 input, 3x3 filter, stride 1
+    assert inspect.conv_output_size(7, 3, 0, 2) == 3    # stride 2
+    assert inspect.conv_output_size(227, 11, 0, 4) == 55  # AlexNet conv1
+    assert inspect.conv_output_size(32, 5, 2, 1) == 32  # 'same' padding (F-1)/2
+    assert inspect.pool_output_size(55, 3, 0, 2) == 27  # overlapping pooling
+
+
+def test_conv_output_size_invalid_cases_explain():
+    with pytest.raises(ValueError, match=r"\(10 - 3 \+ 2\*0\) / 2 \+ 1 = 4.5 is not an integer"):
+        inspect.conv_output_size(10, 3, 0, 2)
+    with pytest.raises(ValueError, match="7-wide padded input"):
+        inspect.conv_output_size(7, 3, 0, 3)  # 7x7 input, 3x3 filter, stride 3 does not fit either
+    with pytest.raises(ValueError, match="does not fit"):
+        inspect.conv_output_size(3, 5, 0, 1)
+    with pytest.raises(ValueError, match="S must be an integer >= 1"):
+        inspect.conv_output_size(7, 3, 0, 0)
+
+
+def test_alexnet_layer_table_reproduces_the_slides():
+    table = inspect.layer_table(models.build("alexnet", num_classes=1000, input_shape=(227, 227, 3)))
+    row = table.set_index("layer")
+    assert row.loc["conv1", "output_shape"] == (55, 55, 96)
+    assert row.loc["conv1", "params"] == 34_944 and row.loc["conv1", "ops"] == 105_705_600
+    assert row.loc["fc6", "params"] == 37_752_832 and row.loc["fc6", "ops"] == 37_752_832
+    assert row.loc["conv2", "params"] == 614_656 and row.loc["conv2", "ops"] == 614_656 * 27 * 27
+    assert row.loc["pool1", "params"] == 0 and row.loc["pool1", "ops"] == 0
+    assert row.loc["conv1", "memory_bytes"] == 55 * 55 * 96 * 4
+    assert row.loc["TOTAL", "params"] == 62_378_344
+    assert row.loc["TOTAL", "ops"] == table["ops"].iloc[:-1].sum()
+
+
+def test_lenet_table_counts_lecuns_connections():
+    row = inspect.layer_table(models.build("lenet5", num_classes=10)).set_index("layer")
+    # LeCun et al. 1998, section II.B: connections per layer
+    assert row.loc["C1", "ops"] == 122_304 and row.loc["S2", "ops"] == 5_880
+    assert row.loc["C3", "ops"] == 151_600 and row.loc["S4", "ops"] == 2_000
+    assert row.loc["C5", "ops"] == 48_120 and row.loc["F6", "ops"] == 10_164
+
+
+def test_memory_counts_each_tensor_once_and_budget_adds_up():
+    model = models.build("vgg16", num_classes=1000)
+    row = inspect.layer_table(model).set_index("layer")
+    assert row.loc["conv1_1", "activations"] == 224 * 224 * 64
+    assert row.loc["conv1_1_relu", "activations"] == 0  # in place
+    assert row.loc["input", "activations"] == 224 * 224 * 3
+    params = 138_357_544
+    budget = inspect.memory_estimate(model, batch_size=2, optimizer="sgd-momentum")
+    assert budget["parameters"] == params * 4 and budget["gradients"] == params * 4
+    assert budget["optimizer_state"] == params * 4
+    assert budget["activations"] == row.loc["TOTAL", "activations"] * 2 * 4 * 2
+    assert budget["total"] == sum(v for k, v in budget.items() if k != "total")
+    adam = inspect.memory_estimate(model, optimizer="adam", training=True)
+    assert adam["optimizer_state"] == 2 * params * 4
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        inspect.memory_estimate(model, optimizer="lbfgs")
+
+
+def test_receptive_field_and_stacked_convolutions():
+    assert inspect.receptive_field([(3, 1)] * 3) == 7
+    assert inspect.receptive_field([(3, 1)] * 2) == 5
+    assert inspect.receptive_field([(11, 4), (3, 2)]) == 19  # AlexNet conv1 + pool1
+    table = inspect.stacked_vs_single(3, 3, channels=64)
+    assert list(table["weights_per_C2"]) == [27, 49]
+    assert list(table["weights"]) == [27 * 64**2, 49 * 64**2]
+    assert list(table["nonlinearities"]) == [3, 1]
+    symbolic = inspect.stacked_vs_single()
+    assert list(symbolic["weights"]) == ["27C²", "49C²"]
