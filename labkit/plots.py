@@ -56,3 +56,33 @@ def image_batch(images, labels, class_names, max_images: int = 16, columns: int 
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def layer_budget(table, title: str | None = None, top: int | None = None):
+    """Three bar charts from ``labkit.inspect.layer_table``: where the parameters, the operations
+    and the activation memory live, layer by layer (the slides' point: parameters in the first
+    fully connected layer, operations in the middle convolutions, memory in the first ones)."""
+    plt = _plt()
+    rows = table[(table["layer"] != "TOTAL") & ((table["params"] > 0) | (table["memory_bytes"] > 0))]
+    rows = rows[rows["type"] != "InputLayer"] if top is None else rows.head(top)
+    fig, axes = plt.subplots(1, 3, figsize=(15, max(3, 0.28 * len(rows) + 1)), sharey=True)
+    y = np.arange(len(rows))
+    for ax, column, label, colour in zip(
+            axes, ("params", "ops", "memory_bytes"),
+            ("parameters (millions)", "multiply-accumulates (millions)", "activation memory per image (KiB)"),
+            ("tab:blue", "tab:orange", "tab:green")):
+        scale = 1024 if column == "memory_bytes" else 1e6
+        values = rows[column].to_numpy(dtype=float) / scale
+        ax.barh(y, values, color=colour)
+        ax.set_xlabel(label)
+        share = 100 * rows[column] / max(rows[column].sum(), 1)
+        for yi, v, s in zip(y, values, share):
+            if s >= 5:
+                ax.text(v, yi, f" {s:.0f}%", va="center", fontsize=8)
+    axes[0].set_yticks(y)
+    axes[0].set_yticklabels(rows["layer"])
+    axes[0].invert_yaxis()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
