@@ -5,7 +5,8 @@ Nilsback & Zisserman, "A Visual Vocabulary for Flower Classification", CVPR 2006
 
 Where the files live (the *data directory*): the ``data_dir`` argument, else ``$LABKIT_DATA_DIR``,
 else the repository's ``data/`` folder (``~/labkit_data`` when labkit is not run from a checkout).
-Files placed there by hand are used as they are, with no network access at all.
+Files placed there by hand are used as they are, with no network access at all; when labkit
+downloads the archive it fetches ``datasplits.mat`` with it.
 
 Splits: the official ``datasplits.mat`` holds three partitions (``trn k``/``val k``/``tst k``,
 680/340/340 images). Without it (and no way to download it) labkit uses its own documented
@@ -264,6 +265,7 @@ def ensure_images(data_dir: str | os.PathLike | None = None, download: bool | No
             )
         root.mkdir(parents=True, exist_ok=True)
         _download(ARCHIVE_URL, archive, ARCHIVE_MD5)
+        _download_splits(root)
     root.mkdir(parents=True, exist_ok=True)
     trusted = md5sum(archive) == ARCHIVE_MD5
     if not trusted:
@@ -319,18 +321,26 @@ def fallback_splits(partition: int = 1) -> dict[str, np.ndarray]:
     return {k: np.sort(np.concatenate(v)) for k, v in splits.items()}
 
 
-def load_splits(data_dir=None, partition: int = 1, download: bool | None = None):
-    """``(split_name, {"train": ids, "val": ids, "test": ids})`` with 1-based image ids."""
+def _download_splits(root: Path) -> None:
+    """Fetch the optional ``datasplits.mat`` beside a freshly downloaded archive; a failure only
+    means labkit's fallback split will be used (and announced)."""
+    try:
+        _download(SPLITS_URL, root / SPLITS_NAME, SPLITS_MD5, timeout=15)
+    except DataError as err:
+        _failed_downloads[root / SPLITS_NAME] = f"its download failed: {err.__cause__ or err}"
+
+
+def load_splits(data_dir=None, partition: int = 1):
+    """``(split_name, {"train": ids, "val": ids, "test": ids})`` with 1-based image ids.
+
+    Never touches the network: ``datasplits.mat`` is fetched together with the archive, or
+    placed by hand; without it labkit's documented fallback split is used, and announced.
+    """
     if partition not in PARTITIONS:
         raise ValueError(f"OxFlower17 has partitions 1, 2 and 3; got partition={partition!r}.")
     root = resolve_data_dir(data_dir)
     path = root / SPLITS_NAME
-    why = "downloads are off (offline)" if _offline(download) else _failed_downloads.get(path, "")
-    if not path.is_file() and not why:
-        try:
-            _download(SPLITS_URL, path, SPLITS_MD5, timeout=10)
-        except DataError as err:  # optional file: fall back, and do not retry in this process
-            why = _failed_downloads[path] = f"the download failed: {err.__cause__ or err}"
+    why = _failed_downloads.get(path, "labkit fetches it only together with the archive")
     if path.is_file():
         if md5sum(path) != SPLITS_MD5:
             _announce("splits-md5", f"{path} differs from the official file; using it after checking it.")
@@ -377,7 +387,7 @@ def oxflower17_index(data_dir=None, partition: int = 1, download: bool | None = 
     ``data_dir``, so that run records can say which split they used.
     """
     images = ensure_images(data_dir, download=download)
-    split_name, splits = load_splits(data_dir, partition, download=download)
+    split_name, splits = load_splits(data_dir, partition)
     _check_jpeg_files(images)
     split_of = np.full(NUM_IMAGES + 1, "", dtype=object)
     for split, ids in splits.items():

@@ -161,6 +161,29 @@ def test_download_verifies_checksum_and_keeps_nothing_on_mismatch(tmp_path, monk
     assert len(list(images.glob("image_*.jpg"))) == 1360
 
 
+def test_files_placed_by_hand_mean_no_network_access(synthetic_data_dir, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("labkit went online although the archive was there")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", no_network)
+    index = data.oxflower17_index(synthetic_data_dir, download=True)  # downloads allowed, not needed
+    assert len(index) == 1360 and "labkit-stratified" in index.attrs["split_name"]
+
+
+def test_archive_download_brings_the_official_splits(tmp_path, monkeypatch, synthetic_archive):
+    mat_path = tmp_path.parent / f"{tmp_path.name}-splits.mat"
+    ids = np.random.default_rng(0).permutation(1360) + 1
+    savemat(mat_path, {f"{k}{p}": v for p in (1, 2, 3)
+                       for k, v in (("trn", ids[:680]), ("val", ids[680:1020]), ("tst", ids[1020:]))})
+    payloads = {data.ARCHIVE_URL: synthetic_archive.read_bytes(), data.SPLITS_URL: mat_path.read_bytes()}
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: FakeResponse(payloads[url]))
+    monkeypatch.setattr(data, "ARCHIVE_MD5", hashlib.md5(payloads[data.ARCHIVE_URL]).hexdigest())
+    monkeypatch.setattr(data, "SPLITS_MD5", hashlib.md5(payloads[data.SPLITS_URL]).hexdigest())
+    index = data.oxflower17_index(tmp_path, download=True)
+    assert index.attrs["split_name"] == "official datasplits.mat partition 1"
+    assert sorted(index.loc[index.split == "test", "image_id"]) == sorted(ids[1020:].tolist())
+
+
 def test_failed_download_says_what_to_do(tmp_path, monkeypatch):
     def refuse(url, timeout):
         raise data.urllib.error.URLError("Name or service not known")

@@ -1,0 +1,80 @@
+"""Evaluating a trained classifier: top-1 / top-5 accuracy, per-class accuracy, confusion matrix.
+
+Top-5 is the ImageNet metric the AlexNet, VGG, GoogLeNet and ResNet papers report: a prediction
+counts as right when the true class is among the five most probable.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """Predictions on one split and the metrics computed from them."""
+
+    labels: np.ndarray         # (n,) true classes
+    probabilities: np.ndarray  # (n, classes)
+    class_names: tuple
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    def top_k(self, k: int) -> float:
+        k = min(k, self.probabilities.shape[1])
+        best = np.argsort(-self.probabilities, axis=1)[:, :k]
+        return float(np.mean(np.any(best == self.labels[:, None], axis=1)))
+
+    @property
+    def top1(self) -> float:
+        return self.top_k(1)
+
+    @property
+    def top5(self) -> float:
+        return self.top_k(5)
+
+    def confusion_matrix(self) -> np.ndarray:
+        """``cm[i, j]``: images of class i predicted as class j."""
+        n = len(self.class_names)
+        cm = np.zeros((n, n), dtype=np.int64)
+        np.add.at(cm, (self.labels, self.predictions), 1)
+        return cm
+
+    def per_class(self) -> pd.DataFrame:
+        cm = self.confusion_matrix()
+        support = cm.sum(axis=1)
+        return pd.DataFrame({
+            "class_name": list(self.class_names),
+            "images": support,
+            "correct": np.diag(cm),
+            "accuracy": np.divide(np.diag(cm), support, out=np.zeros(len(support)), where=support > 0),
+        })
+
+    def summary(self) -> dict:
+        return {"images": int(len(self.labels)), "top1": self.top1, "top5": self.top5}
+
+
+def predict(model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities over a whole ``(images, labels)`` dataset (main output only)."""
+    labels, probs = [], []
+    for images, y in dataset:
+        p = model(images, training=False)
+        if isinstance(p, (list, tuple)):
+            p = p[0]
+        elif isinstance(p, dict):
+            p = p["predictions"]
+        probs.append(np.asarray(p, dtype=np.float32))
+        y = np.asarray(y)
+        labels.append(y.argmax(axis=-1) if y.ndim == 2 else y)
+    return np.concatenate(labels).astype(np.int64), np.concatenate(probs)
+
+
+def evaluate(model, dataset, class_names) -> Evaluation:
+    """Run ``model`` over ``dataset`` and return an ``Evaluation`` (top-1, top-5, per class, ...)."""
+    labels, probs = predict(model, dataset)
+    if probs.shape[1] != len(class_names):
+        raise ValueError(f"the model predicts {probs.shape[1]} classes but {len(class_names)} class names were given")
+    return Evaluation(labels=labels, probabilities=probs, class_names=tuple(class_names))

@@ -1,0 +1,378 @@
+"""Training a labkit model on OxFlower17: one call, paper defaults, safe to re-run.
+
+    run = labkit.train.train("resnet18")            # the active profile decides the size
+    run.results["test_top1"], run.history
+
+Defaults follow the papers the slides quote (AlexNet section 5): SGD with momentum 0.9, weight
+decay 5e-4, learning rate 0.01 divided by 10 when the validation accuracy stops improving.
+``optimizer="adamw"`` is the modern alternative (AdamW, linear warm-up, cosine decay, label
+smoothing 0.1). GoogLeNet's auxiliary classifiers add their losses with weight 0.3, in training
+only.
+
+Every run writes a folder (default ``outputs/<run-name>/``): ``results.json``,
+``history.csv``, ``model_summary.txt``, ``best.keras`` (the best epoch by validation accuracy)
+and figures. Re-running the same call after a crash or a Colab disconnect resumes from the
+last completed epoch (Keras ``BackupAndRestore``); re-running a finished run returns its record
+instead of training again (``overwrite=True`` trains afresh).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from labkit import data as lkdata
+from labkit import models as lkmodels
+from labkit.profiles import Profile, get_profile
+
+RESULTS_VERSION = 1
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a run; stored in ``results.json``."""
+
+    model: str
+    model_options: dict
+    profile: str
+    image_size: int
+    batch_size: int
+    epochs: int
+    steps_per_epoch: int | None
+    optimizer: str = "sgd"
+    learning_rate: float | None = None      # sgd 0.01, adamw 1e-3
+    momentum: float = 0.9
+    weight_decay: float | None = None       # sgd 5e-4, adamw 0.05
+    label_smoothing: float | None = None    # sgd 0, adamw 0.1
+    warmup_epochs: int = 3                  # adamw only
+    plateau_patience: int = 5               # sgd: epochs without improvement before lr / 10
+    augmentation: str = "standard"
+    seed: int = 0
+    partition: int = 1
+    mixed_precision: bool = False
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        adam = self.optimizer == "adamw"
+        if self.learning_rate is None:
+            self.learning_rate = 1e-3 if adam else 0.01
+        if self.weight_decay is None:
+            self.weight_decay = 0.05 if adam else 5e-4
+        if self.label_smoothing is None:
+            self.label_smoothing = 0.1 if adam else 0.0
+
+
+def check_arguments(model: str, image_size: int, epochs: int, batch_size: int, optimizer: str) -> None:
+    """Refuse bad arguments before any work, with messages that say what to do."""
+    if model.strip().lower().replace("-", "").replace("_", "") not in lkmodels.available():
+        raise ValueError(f"Unknown model {model!r}. Choose one of: {', '.join(lkmodels.available())}.")
+    minimum = lkmodels.min_input_size(model)
+    if not isinstance(image_size, int) or image_size < minimum:
+        raise ValueError(f"{model} needs an image size of at least {minimum} pixels, got {image_size!r}.")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive whole number, got {epochs!r}.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch size must be a positive whole number, got {batch_size!r}.")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}.")
+
+
+def make_config(model: str, profile: str | Profile | None = None, *, epochs=None, image_size=None,
+                batch_size=None, steps_per_epoch="profile", model_options=None, **settings) -> TrainConfig:
+    """Fill a ``TrainConfig`` from the profile, then from explicit arguments."""
+    prof = get_profile(profile)
+    size = image_size or max(prof.image_size, lkmodels.min_input_size(model))
+    cfg = TrainConfig(
+        model=model.strip().lower().replace("-", "").replace("_", ""),
+        model_options=dict(model_options or {}),
+        profile=prof.name, image_size=size, batch_size=batch_size or prof.batch_size,
+        epochs=prof.epochs if epochs is None else epochs,
+        steps_per_epoch=prof.steps_per_epoch if steps_per_epoch == "profile" else steps_per_epoch,
+        mixed_precision=prof.mixed_precision, jit_compile=prof.jit_compile, **settings)
+    check_arguments(cfg.model, cfg.image_size, cfg.epochs, cfg.batch_size, cfg.optimizer)
+    return cfg
+
+
+def distribution_strategy():
+    """MirroredStrategy over all GPUs when there are several (each GPU gets a slice of every
+    batch and gradients are averaged: AlexNet's two-GPU story done the modern way); otherwise
+    the default strategy."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _datasets(cfg: TrainConfig, data_dir, outputs: int):
+    import tensorflow as tf
+
+    num_classes = lkdata.NUM_CLASSES
+
+    def targets(ds):
+        def to_targets(x, y):
+            y = tf.one_hot(y, num_classes) if cfg.label_smoothing > 0 else y
+            return (x, tuple([y] * outputs)) if outputs > 1 else (x, y)
+        return ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE)
+
+    common = dict(image_size=cfg.image_size, partition=cfg.partition, data_dir=data_dir)
+    train = lkdata.oxflower17("train", batch_size=cfg.batch_size, seed=cfg.seed, **common)
+    val = lkdata.oxflower17("val", batch_size=cfg.batch_size, **common)
+    test = lkdata.oxflower17("test", batch_size=cfg.batch_size, **common)
+    if cfg.steps_per_epoch is not None:
+        train = train.repeat()
+    return targets(train), targets(val), test
+
+
+def channel_statistics(dataset, batches: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance over the first ``batches`` training batches (for input
+    normalisation, like AlexNet's mean subtraction)."""
+    images = np.concatenate([np.asarray(x) for x, _ in dataset.take(batches)])
+    return images.mean(axis=(0, 1, 2)), images.var(axis=(0, 1, 2))
+
+
+def build_training_model(cfg: TrainConfig, mean, variance):
+    """input -> augmentation (training only) -> normalisation -> the architecture."""
+    import keras
+
+    from labkit.augment import keras_augmentation
+
+    net = lkmodels.build(cfg.model, num_classes=lkdata.NUM_CLASSES,
+                         input_shape=(cfg.image_size, cfg.image_size, 3), **cfg.model_options)
+    inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
+    x = inputs
+    augmentation = keras_augmentation(cfg.augmentation, seed=cfg.seed)
+    if augmentation is not None:
+        x = augmentation(x)
+    x = keras.layers.Normalization(mean=mean, variance=variance, name="normalize")(x)
+    outputs = net(x)
+    names = net.output_names if len(net.outputs) > 1 else ["predictions"]
+    if len(net.outputs) > 1:
+        outputs = {n: o for n, o in zip(names, outputs)}
+    return keras.Model(inputs, outputs, name=net.name), net
+
+
+def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    if cfg.optimizer == "sgd":
+        # Keras applies the decay decoupled: w -= lr * wd * w each step (SGD: same as L2 / 2)
+        return keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(total - 1, cfg.warmup_epochs * steps_per_epoch)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else cfg.learning_rate, decay_steps=max(1, total - warmup),
+        warmup_target=cfg.learning_rate if warmup else None, warmup_steps=warmup)
+    return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+
+
+def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    outputs = list(model.output_names)
+    if cfg.label_smoothing > 0:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"),
+                   keras.metrics.TopKCategoricalAccuracy(5, name="top5")]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                   keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]
+    if len(outputs) > 1:  # GoogLeNet: main + auxiliary heads (GoogLeNet section 5: weight 0.3)
+        model.compile(optimizer=_optimizer(cfg, steps_per_epoch),
+                      loss={n: loss for n in outputs},
+                      loss_weights={n: (1.0 if n == "predictions" else 0.3) for n in outputs},
+                      metrics={"predictions": metrics}, jit_compile=cfg.jit_compile)
+    else:
+        model.compile(optimizer=_optimizer(cfg, steps_per_epoch), loss=loss, metrics=metrics,
+                      jit_compile=cfg.jit_compile)
+
+
+def _val_accuracy_key(model) -> str:
+    return "val_predictions_accuracy" if len(model.outputs) > 1 else "val_accuracy"
+
+
+class EpochTimer:
+    """Adds ``train_seconds`` and ``images_per_second`` (training part of the epoch only) to the
+    logs, so that ``history.csv`` records them."""
+
+    def __new__(cls, batch_size: int):
+        import keras
+
+        class _Timer(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.start, self.steps, self.train_seconds = time.perf_counter(), 0, None
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.steps += 1
+
+            def on_test_begin(self, logs=None):
+                if self.train_seconds is None:
+                    self.train_seconds = time.perf_counter() - self.start
+
+            def on_epoch_end(self, epoch, logs=None):
+                seconds = self.train_seconds or (time.perf_counter() - self.start)
+                if logs is not None:
+                    logs["train_seconds"] = seconds
+                    logs["images_per_second"] = self.steps * batch_size / max(seconds, 1e-9)
+                    lr = self.model.optimizer.learning_rate
+                    logs["learning_rate"] = float(np.asarray(lr(self.model.optimizer.iterations) if callable(lr) else lr))
+
+        return _Timer()
+
+
+def _read_history(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame()
+    history = pd.read_csv(path)
+    # an epoch written twice (crash between the log and the backup) keeps its last row
+    return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+
+
+@dataclasses.dataclass
+class Run:
+    """What a training run leaves: the model (best epoch), its history and its record."""
+
+    out_dir: Path
+    results: dict
+    history: pd.DataFrame
+    model: object = None
+    evaluation: object = None
+
+
+def run_name(cfg: TrainConfig) -> str:
+    options = "".join(f"_{k}-{v}" for k, v in sorted(cfg.model_options.items()))
+    return f"{cfg.model}{options}_{cfg.profile}_{cfg.image_size}px"
+
+
+def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None, batch_size=None,
+          out_dir=None, data_dir=None, overwrite: bool = False, verbose: int | str = "auto",
+          callbacks=(), **settings) -> Run:
+    """Train ``model`` on OxFlower17 with the active profile, evaluate it, write its run folder.
+
+    ``settings`` are ``TrainConfig`` fields (``optimizer``, ``learning_rate``, ``augmentation``,
+    ``seed``, ``partition``, ``model_options``, ``steps_per_epoch`` ...).
+    """
+    import keras
+
+    cfg = make_config(model, profile, epochs=epochs, image_size=image_size, batch_size=batch_size, **settings)
+    out = Path(out_dir) if out_dir else Path(lkdata.default_data_dir()).parent / "outputs" / run_name(cfg)
+    results_path, history_path, backup = out / "results.json", out / "history.csv", out / "backup"
+    if results_path.is_file() and not overwrite:
+        results = json.loads(results_path.read_text())
+        if results.get("config") == dataclasses.asdict(cfg):
+            print(f"[labkit.train] {out} holds a finished run with these settings; returning its record "
+                  "(train(..., overwrite=True) trains again).")
+            return Run(out, results, _read_history(history_path))
+        raise ValueError(f"{out} holds a finished run with other settings. Choose another out_dir, or "
+                         "pass overwrite=True to replace it.")
+    if overwrite and out.exists():
+        for item in ("results.json", "history.csv", "best.keras", "backup"):
+            target = out / item
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    resuming = backup.exists() and any(backup.iterdir())
+    out.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        history_path.unlink(missing_ok=True)
+
+    keras.utils.set_random_seed(cfg.seed)
+    index = lkdata.oxflower17_index(data_dir, cfg.partition)
+    aux = cfg.model == "googlenet" and cfg.model_options.get("aux_classifiers", False)
+    train_ds, val_ds, test_ds = _datasets(cfg, data_dir, outputs=3 if aux else 1)
+    mean, variance = channel_statistics(lkdata.oxflower17("train", cfg.image_size, cfg.batch_size,
+                                                          data_dir=data_dir, partition=cfg.partition, shuffle=False))
+    steps = cfg.steps_per_epoch or math.ceil(int((index["split"] == "train").sum()) / cfg.batch_size)
+
+    strategy = distribution_strategy()
+    with strategy.scope():
+        model, net = build_training_model(cfg, mean, variance)
+        compile_model(model, cfg, steps)
+    monitor = _val_accuracy_key(model)
+    cbs = [
+        EpochTimer(cfg.batch_size),
+        keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor=monitor, mode="max",
+                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.CSVLogger(str(history_path), append=True),
+        keras.callbacks.TerminateOnNaN(),
+        *callbacks,
+    ]
+    if cfg.optimizer == "sgd":
+        cbs.insert(1, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.1,
+                                                        patience=cfg.plateau_patience, min_lr=1e-5))
+    if resuming:
+        print(f"[labkit.train] resuming from the last completed epoch in {backup}")
+    started = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
+              callbacks=cbs, verbose=verbose)
+    wall = time.perf_counter() - started
+
+    if (out / "best.weights.h5").is_file():
+        model.load_weights(str(out / "best.weights.h5"))
+    from labkit.evaluate import evaluate
+
+    inference = keras.Model(model.inputs, model.outputs["predictions"] if isinstance(model.outputs, dict) else
+                            (model.outputs[0] if len(model.outputs) > 1 else model.outputs[0]))
+    evaluation = evaluate(inference, test_ds, lkdata.CLASS_NAMES)
+    history = _read_history(history_path)
+    results = _results(cfg, net, index, history, evaluation, wall, monitor)
+    inference.save(out / "best.keras")
+    (out / "model_summary.txt").write_text(_summary_text(net))
+    evaluation.per_class().to_csv(out / "per_class.csv", index=False)
+    np.savetxt(out / "confusion_matrix.csv", evaluation.confusion_matrix(), fmt="%d", delimiter=",")
+    _write_json_atomically(results_path, results)
+    return Run(out, results, history, inference, evaluation)
+
+
+def _summary_text(model) -> str:
+    lines = []
+    model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=110)
+    return "\n".join(lines) + "\n"
+
+
+def _write_json_atomically(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _results(cfg, net, index, history, evaluation, wall, monitor) -> dict:
+    from labkit.env import device_report
+
+    val_col = monitor if monitor in history else "val_accuracy"
+    best_row = history.loc[history[val_col].idxmax()] if len(history) else None
+    steady = history["images_per_second"].iloc[1:] if len(history) > 1 else history.get("images_per_second", pd.Series(dtype=float))
+    return {
+        "results_version": RESULTS_VERSION,
+        "model": cfg.model,
+        "model_options": cfg.model_options,
+        "params": lkmodels.count_trainable(net),
+        "params_incl_bn_stats": lkmodels.count_all(net),
+        "profile": cfg.profile,
+        "image_size": cfg.image_size,
+        "batch_size": cfg.batch_size,
+        "split_name": index.attrs["split_name"],
+        "partition": cfg.partition,
+        "epochs_run": int(len(history)),
+        "seed": cfg.seed,
+        "device": device_report()["device"],
+        "training_seconds": float(history["train_seconds"].sum()) if "train_seconds" in history else wall,
+        "train_images_per_second": float(steady.mean()) if len(steady) else None,
+        "best_epoch": int(best_row["epoch"]) + 1 if best_row is not None else None,
+        "best_val_accuracy": float(best_row[val_col]) if best_row is not None else None,
+        "test_top1": evaluation.top1,
+        "test_top5": evaluation.top5,
+        "test_images": int(len(evaluation.labels)),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": dataclasses.asdict(cfg),
+    }
