@@ -21,6 +21,50 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _cmd_train(args) -> int:
+    from labkit import models, train
+    from labkit.profiles import get_profile
+
+    model = args.model
+    profile = get_profile(args.profile)
+    # everything checkable is checked before TensorFlow starts or any data is fetched
+    cfg = train.make_config(model, profile, epochs=args.epochs, image_size=args.image_size,
+                            batch_size=args.batch_size, optimizer=args.optimizer, seed=args.seed,
+                            partition=args.partition, augmentation=args.augmentation)
+    print(f"training {cfg.model} ({models.min_input_size(cfg.model)} px minimum) at {cfg.image_size} px, "
+          f"batch {cfg.batch_size}, {cfg.epochs} epoch(s), profile {cfg.profile}", flush=True)
+    run = train.train(cfg.model, profile=profile, epochs=cfg.epochs, image_size=cfg.image_size,
+                      batch_size=cfg.batch_size, out_dir=args.out, data_dir=args.data_dir,
+                      optimizer=cfg.optimizer, seed=cfg.seed, partition=cfg.partition,
+                      augmentation=cfg.augmentation, overwrite=args.overwrite)
+    r = run.results
+    print(f"test top-1 {r['test_top1']:.1%}, top-5 {r['test_top5']:.1%}; best validation "
+          f"{r['best_val_accuracy']:.1%} (epoch {r['best_epoch']}); {r['training_seconds']:.0f} s training; "
+          f"record in {run.out_dir}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from labkit import report
+
+    table = report.collect(args.runs or None)
+    if table.empty:
+        print("no run records (results.json) found; train one with `python -m labkit train --model resnet18`")
+        return 1
+    print(report.format_report(table).to_string(index=False))
+    return 0
+
+
 def _cmd_refresh_notebooks(args) -> int:
     from labkit import nbtools
 
@@ -43,6 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
     dat.add_argument("--data-dir", help="data directory (default: $LABKIT_DATA_DIR or the repo's data/)")
     dat.add_argument("--partition", type=int, default=1, choices=(1, 2, 3))
     dat.set_defaults(func=_cmd_data)
+
+    tr = sub.add_parser("train", help="train and evaluate one architecture on OxFlower17, write its run record")
+    tr.add_argument("--model", required=True, help="e.g. alexnet, vgg16, googlenet, resnet18 (see labkit.models.available())")
+    tr.add_argument("--profile", help="gpu, cpu or smoke (default: $LABKIT_PROFILE or detected)")
+    tr.add_argument("--epochs", type=_positive_int, help="default: the profile's")
+    tr.add_argument("--image-size", type=_positive_int, help="square input side in pixels (default: the profile's)")
+    tr.add_argument("--batch-size", type=_positive_int, help="default: the profile's")
+    tr.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"),
+                    help="sgd: the papers' SGD+momentum, lr 0.01 /10 on plateau; adamw: warm-up + cosine")
+    tr.add_argument("--augmentation", default="standard", choices=("none", "light", "standard", "strong"))
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--partition", type=int, default=1, choices=(1, 2, 3))
+    tr.add_argument("--out", help="run folder (default: outputs/<model>_<profile>_<size>px)")
+    tr.add_argument("--data-dir", help="data directory (default: $LABKIT_DATA_DIR or the repo's data/)")
+    tr.add_argument("--overwrite", action="store_true", help="replace a finished run in the same folder")
+    tr.set_defaults(func=_cmd_train)
+
+    rep = sub.add_parser("report", help="compare run records in a table")
+    rep.add_argument("runs", nargs="*", help="run folders or folders of runs (default: outputs/)")
+    rep.set_defaults(func=_cmd_report)
 
     ref = sub.add_parser("refresh-notebooks",
                          help="maintainers: execute lab notebooks and keep only checked outputs")

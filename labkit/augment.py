@@ -38,3 +38,23 @@ def keras_augmentation(strength: str = "standard", seed: int | None = None, name
         L.RandomContrast(s["contrast"], value_range=(0, 1), seed=seed, name="contrast"),
         L.RandomBrightness(s["brightness"], value_range=(0, 1), seed=seed, name="brightness"),
     ], name=name)
+
+
+def ten_crops(images, crop_size: int):
+    """AlexNet's test-time views (section 4.1): the four corner and the central
+    ``crop_size`` patches, and their horizontal reflections.
+
+    ``images``: a batch ``(B, H, W, C)`` with H, W >= crop_size. Returns ``(10, B, crop, crop, C)``
+    in the order top-left, top-right, bottom-left, bottom-right, centre, then the same mirrored.
+    """
+    import tensorflow as tf
+
+    images = tf.convert_to_tensor(images)
+    h, w = int(images.shape[1]), int(images.shape[2])
+    c = crop_size
+    if c > min(h, w):
+        raise ValueError(f"crop_size {c} is larger than the images ({h}x{w})")
+    offsets = [(0, 0), (0, w - c), (h - c, 0), (h - c, w - c), ((h - c) // 2, (w - c) // 2)]
+    crops = [images[:, y:y + c, x:x + c, :] for y, x in offsets]
+    crops += [tf.image.flip_left_right(v) for v in crops]
+    return tf.stack(crops)

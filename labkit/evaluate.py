@@ -78,3 +78,31 @@ def evaluate(model, dataset, class_names) -> Evaluation:
     if probs.shape[1] != len(class_names):
         raise ValueError(f"the model predicts {probs.shape[1]} classes but {len(class_names)} class names were given")
     return Evaluation(labels=labels, probabilities=probs, class_names=tuple(class_names))
+
+
+def evaluate_ten_crop(model, class_names, split: str = "test", image_size: int | None = None,
+                      batch_size: int = 32, data_dir=None, partition: int = 1,
+                      resize_ratio: float = 256 / 224) -> Evaluation:
+    """AlexNet's 10-crop testing: images are resized to ``image_size * 256/224`` (256 for 224),
+    and the softmax outputs of the ten views (``labkit.augment.ten_crops``) are averaged."""
+    import tensorflow as tf
+
+    from labkit import data
+    from labkit.augment import ten_crops
+
+    size = image_size or int(model.inputs[0].shape[1])
+    big = int(round(size * resize_ratio))
+    ds = data.oxflower17(split, big, batch_size, data_dir=data_dir, partition=partition, shuffle=False)
+    labels, probs = [], []
+    for images, y in ds:
+        views = ten_crops(images, size)                       # (10, B, size, size, 3)
+        flat = tf.reshape(views, (-1, size, size, 3))
+        p = model(flat, training=False)
+        if isinstance(p, (list, tuple)):
+            p = p[0]
+        elif isinstance(p, dict):
+            p = p["predictions"]
+        p = tf.reshape(tf.cast(p, tf.float32), (10, -1, len(class_names)))
+        probs.append(tf.reduce_mean(p, axis=0).numpy())
+        labels.append(np.asarray(y))
+    return Evaluation(np.concatenate(labels).astype(np.int64), np.concatenate(probs), tuple(class_names))

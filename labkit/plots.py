@@ -86,3 +86,148 @@ def layer_budget(table, title: str | None = None, top: int | None = None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def learning_curves(history, title: str | None = None):
+    """Loss and accuracy per epoch, training against validation: the gap between the two curves
+    is overfitting. ``history`` is ``run.history`` (a DataFrame) or a Keras ``History``."""
+    import pandas as pd
+
+    plt = _plt()
+    h = history if isinstance(history, pd.DataFrame) else pd.DataFrame(history.history)
+    if "epoch" not in h:
+        h = h.assign(epoch=range(len(h)))
+    acc = "accuracy" if "accuracy" in h else "predictions_accuracy"
+    val_acc = "val_" + acc
+    epochs = h["epoch"] + 1
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.6))
+    ax1.plot(epochs, h["loss"], label="training")
+    if "val_loss" in h:
+        ax1.plot(epochs, h["val_loss"], label="validation")
+    ax1.set_xlabel("epoch"); ax1.set_ylabel("loss"); ax1.legend(); ax1.set_title("Loss")
+    ax2.plot(epochs, h[acc], label="training")
+    if val_acc in h:
+        ax2.plot(epochs, h[val_acc], label="validation")
+        best = h[val_acc].idxmax()
+        ax2.scatter([epochs[best]], [h[val_acc][best]], color="tab:red", zorder=3,
+                    label=f"best validation {h[val_acc][best]:.1%}")
+    ax2.set_ylim(0, 1); ax2.set_xlabel("epoch"); ax2.set_ylabel("accuracy"); ax2.legend(); ax2.set_title("Accuracy")
+    if "learning_rate" in h and h["learning_rate"].nunique() > 1:
+        ax3 = ax2.twinx()
+        ax3.plot(epochs, h["learning_rate"], color="grey", lw=0.8, ls="--")
+        ax3.set_yscale("log"); ax3.set_ylabel("learning rate (dashed)", color="grey")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(cm, class_names, normalize: bool = True, title: str | None = None):
+    """Rows: true class, columns: predicted class; the diagonal is what the model gets right."""
+    plt = _plt()
+    cm = np.asarray(cm, dtype=float)
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(0.45 * n + 2.5, 0.45 * n + 1.5))
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    ax.set_xticks(range(n)); ax.set_xticklabels(class_names, rotation=90, fontsize=8)
+    ax.set_yticks(range(n)); ax.set_yticklabels(class_names, fontsize=8)
+    ax.set_xlabel("predicted"); ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            if cm[i, j]:
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if shown[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class" if normalize else "images")
+    ax.set_title(title or "Confusion matrix")
+    fig.tight_layout()
+    return fig
+
+
+def misclassified(evaluation, images, max_images: int = 16, columns: int = 8):
+    """Test images the model got wrong: true class, predicted class and its probability.
+    ``images`` are the evaluated images in the same order (e.g. stacked from the test split)."""
+    plt = _plt()
+    wrong = np.flatnonzero(evaluation.predictions != evaluation.labels)[:max_images]
+    if len(wrong) == 0:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off"); ax.text(0.5, 0.5, "no misclassified images", ha="center")
+        return fig
+    rows = int(np.ceil(len(wrong) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    names = evaluation.class_names
+    for ax, i in zip(axes.ravel(), wrong):
+        image = np.asarray(images[i])
+        ax.imshow(image if image.dtype == np.uint8 else np.clip(image, 0, 1))
+        p = evaluation.predictions[i]
+        ax.set_title(f"true: {names[evaluation.labels[i]]}\npred: {names[p]} ({evaluation.probabilities[i, p]:.0%})",
+                     fontsize=7, color="tab:red")
+    fig.tight_layout()
+    return fig
+
+
+def first_layer_filters(model, layer_name: str | None = None, max_filters: int = 64, columns: int = 16):
+    """The first convolution's filters as little RGB images (AlexNet's Figure 3): after training
+    they become edge, colour and blob detectors."""
+    import keras
+
+    plt = _plt()
+    layer = model.get_layer(layer_name) if layer_name else next(
+        l for l in _all_layers(model) if isinstance(l, keras.layers.Conv2D))
+    kernel = np.asarray(layer.kernel)  # (k, k, in, out)
+    kernel = kernel[..., :max_filters]
+    n = kernel.shape[-1]
+    rows = int(np.ceil(n / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(0.8 * columns, 0.8 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, ax in enumerate(axes.ravel()[:n]):
+        f = kernel[..., i]
+        f = (f - f.min()) / max(f.max() - f.min(), 1e-8)
+        ax.imshow(f if f.shape[-1] == 3 else f[..., 0], cmap=None if f.shape[-1] == 3 else "gray",
+                  interpolation="nearest")
+    fig.suptitle(f"{layer.name}: {n} filters of {kernel.shape[0]}x{kernel.shape[1]}x{kernel.shape[2]}")
+    return fig
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def feature_maps(model, layer_name: str, image, max_maps: int = 32, columns: int = 8):
+    """What one layer sees in one image: its first ``max_maps`` feature maps.
+
+    ``model`` is an architecture, or a training model that wraps one (input -> augmentation ->
+    normalisation -> architecture): the image then goes through the wrapper's layers first.
+    """
+    import keras
+
+    plt = _plt()
+    x = np.asarray(image, dtype=np.float32)[None]
+    net = model
+    if layer_name not in [l.name for l in model.layers]:
+        for layer in model.layers[1:]:
+            if isinstance(layer, keras.Model) and layer_name in [l.name for l in layer.layers]:
+                net = layer
+                break
+            x = layer(x, training=False)  # preprocessing in front of the architecture
+        else:
+            raise ValueError(f"no layer named {layer_name!r}; layers include "
+                             f"{[l.name for l in _all_layers(model)][:12]} ...")
+    probe = keras.Model(net.inputs, net.get_layer(layer_name).output)
+    maps = np.asarray(probe(x, training=False))[0]
+    n = min(max_maps, maps.shape[-1])
+    rows = int(np.ceil(n / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, ax in enumerate(axes.ravel()[:n]):
+        ax.imshow(maps[..., i], cmap="viridis")
+    fig.suptitle(f"{layer_name}: {n} of {maps.shape[-1]} feature maps ({maps.shape[0]}x{maps.shape[1]})")
+    return fig

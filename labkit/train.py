@@ -26,6 +26,7 @@ import shutil
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 
@@ -90,12 +91,16 @@ def make_config(model: str, profile: str | Profile | None = None, *, epochs=None
                 batch_size=None, steps_per_epoch="profile", model_options=None, **settings) -> TrainConfig:
     """Fill a ``TrainConfig`` from the profile, then from explicit arguments."""
     prof = get_profile(profile)
-    size = image_size or max(prof.image_size, lkmodels.min_input_size(model))
+    name = model.strip().lower().replace("-", "").replace("_", "")
+    if name not in lkmodels.available():
+        raise ValueError(f"Unknown model {model!r}. Choose one of: {', '.join(lkmodels.available())}.")
+    defaults = prof.for_model(name)
+    size = image_size or max(defaults["image_size"], lkmodels.min_input_size(name))
     cfg = TrainConfig(
-        model=model.strip().lower().replace("-", "").replace("_", ""),
+        model=name,
         model_options=dict(model_options or {}),
-        profile=prof.name, image_size=size, batch_size=batch_size or prof.batch_size,
-        epochs=prof.epochs if epochs is None else epochs,
+        profile=prof.name, image_size=size, batch_size=batch_size or defaults["batch_size"],
+        epochs=defaults["epochs"] if epochs is None else epochs,
         steps_per_epoch=prof.steps_per_epoch if steps_per_epoch == "profile" else steps_per_epoch,
         mixed_precision=prof.mixed_precision, jit_compile=prof.jit_compile, **settings)
     check_arguments(cfg.model, cfg.image_size, cfg.epochs, cfg.batch_size, cfg.optimizer)
@@ -117,11 +122,8 @@ def distribution_strategy():
 def _datasets(cfg: TrainConfig, data_dir, outputs: int):
     import tensorflow as tf
 
-    num_classes = lkdata.NUM_CLASSES
-
     def targets(ds):
         def to_targets(x, y):
-            y = tf.one_hot(y, num_classes) if cfg.label_smoothing > 0 else y
             return (x, tuple([y] * outputs)) if outputs > 1 else (x, y)
         return ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -156,9 +158,8 @@ def build_training_model(cfg: TrainConfig, mean, variance):
         x = augmentation(x)
     x = keras.layers.Normalization(mean=mean, variance=variance, name="normalize")(x)
     outputs = net(x)
-    names = net.output_names if len(net.outputs) > 1 else ["predictions"]
-    if len(net.outputs) > 1:
-        outputs = {n: o for n, o in zip(names, outputs)}
+    if len(net.outputs) > 1:  # keep the heads' names (predictions, aux1, aux2) for losses and metrics
+        outputs = [keras.layers.Identity(name=n)(o) for n, o in zip(net.output_names, outputs)]
     return keras.Model(inputs, outputs, name=net.name), net
 
 
@@ -176,18 +177,31 @@ def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
     return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
 
 
+@keras.saving.register_keras_serializable(package="labkit")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy against label-smoothed targets (Szegedy et al. 2016, Inception v3), taking
+    integer labels like the rest of labkit: the true class gets 1 - eps + eps/K, the others eps/K."""
+
+    def __init__(self, num_classes: int, label_smoothing: float = 0.1, name="smoothed_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes, self.label_smoothing = num_classes, label_smoothing
+
+    def call(self, y_true, y_pred):
+        y = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), self.num_classes)
+        return keras.losses.categorical_crossentropy(y, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "label_smoothing": self.label_smoothing}
+
+
 def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
     import keras
 
     outputs = list(model.output_names)
-    if cfg.label_smoothing > 0:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"),
-                   keras.metrics.TopKCategoricalAccuracy(5, name="top5")]
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy()
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                   keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]
+    loss = (SmoothedSparseCrossentropy(lkdata.NUM_CLASSES, cfg.label_smoothing) if cfg.label_smoothing > 0
+            else keras.losses.SparseCategoricalCrossentropy())
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+               keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]
     if len(outputs) > 1:  # GoogLeNet: main + auxiliary heads (GoogLeNet section 5: weight 0.3)
         model.compile(optimizer=_optimizer(cfg, steps_per_epoch),
                       loss={n: loss for n in outputs},
@@ -314,15 +328,14 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
         print(f"[labkit.train] resuming from the last completed epoch in {backup}")
     started = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
-              callbacks=cbs, verbose=verbose)
+              callbacks=cbs, verbose=verbose, shuffle=False)  # tf.data shuffles (seeded)
     wall = time.perf_counter() - started
 
     if (out / "best.weights.h5").is_file():
         model.load_weights(str(out / "best.weights.h5"))
     from labkit.evaluate import evaluate
 
-    inference = keras.Model(model.inputs, model.outputs["predictions"] if isinstance(model.outputs, dict) else
-                            (model.outputs[0] if len(model.outputs) > 1 else model.outputs[0]))
+    inference = keras.Model(model.inputs, model.outputs[0], name=net.name)  # main head only
     evaluation = evaluate(inference, test_ds, lkdata.CLASS_NAMES)
     history = _read_history(history_path)
     results = _results(cfg, net, index, history, evaluation, wall, monitor)
@@ -330,8 +343,22 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
     (out / "model_summary.txt").write_text(_summary_text(net))
     evaluation.per_class().to_csv(out / "per_class.csv", index=False)
     np.savetxt(out / "confusion_matrix.csv", evaluation.confusion_matrix(), fmt="%d", delimiter=",")
-    _write_json_atomically(results_path, results)
+    _save_figures(out, history, evaluation, title=f"{cfg.model}, {cfg.profile} profile, {cfg.image_size} px")
+    _write_json_atomically(results_path, results)  # last: its presence means the run is complete
     return Run(out, results, history, inference, evaluation)
+
+
+def _save_figures(out: Path, history: pd.DataFrame, evaluation, title: str) -> None:
+    """learning_curves.png and confusion_matrix.png in the run folder (closed, not shown)."""
+    import matplotlib.pyplot as plt
+
+    from labkit import plots
+
+    for name, fig in (("learning_curves.png", plots.learning_curves(history, title=title)),
+                      ("confusion_matrix.png", plots.confusion_matrix(evaluation.confusion_matrix(),
+                                                                      evaluation.class_names, title=title))):
+        fig.savefig(out / name, dpi=110, bbox_inches="tight")
+        plt.close(fig)
 
 
 def _summary_text(model) -> str:

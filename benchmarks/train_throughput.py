@@ -1,0 +1,78 @@
+"""Training throughput (images/s) of labkit's architectures, and an A/B against keras.applications.
+
+    python benchmarks/train_throughput.py --models alexnet vgg16 googlenet resnet18 --image-size 112 --batch 32
+    python benchmarks/train_throughput.py --ab --image-size 112 --batch 16     # labkit / keras ratio
+
+Synthetic batches held in memory (the input pipeline is measured by pipeline_throughput.py), SGD
+with momentum, the current precision policy; a few warm-up steps (tracing, autotuning) are not
+timed. Prints one line per model. Figures vary with machine load: compare within one run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+
+def throughput(model, image_size: int, batch: int, steps: int, warmup: int, jit: bool) -> float:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, image_size, image_size, 3), dtype=np.float32)
+    y = rng.integers(0, 17, size=(batch,))
+    n_out = len(model.outputs)
+    ds = tf.data.Dataset.from_tensors((x, tuple([y] * n_out) if n_out > 1 else y)).repeat()
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss=["sparse_categorical_crossentropy"] * n_out if n_out > 1 else "sparse_categorical_crossentropy",
+                  jit_compile=jit)
+    model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    import keras
+
+    from labkit import models
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="*", default=["alexnet", "vgg16", "googlenet", "resnet18", "resnet50"])
+    p.add_argument("--image-size", type=int, default=112)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--jit", action="store_true", help="XLA-compile the train step")
+    p.add_argument("--ab", action="store_true", help="A/B: labkit vs keras.applications VGG16 and ResNet50")
+    args = p.parse_args(argv)
+    size, batch = args.image_size, args.batch
+    print(f"# training images/s, {size}x{size}x3, batch {batch}, 17 classes, policy "
+          f"{keras.mixed_precision.global_policy().name}, jit={args.jit}")
+    if args.ab:
+        pairs = [
+            ("vgg16", lambda: models.build("vgg16", 17, (size, size, 3)),
+             lambda: keras.applications.VGG16(weights=None, input_shape=(size, size, 3), classes=17)),
+            ("resnet50", lambda: models.build("resnet50", 17, (size, size, 3)),
+             lambda: keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=17)),
+        ]
+        for name, ours, theirs in pairs:
+            a = throughput(ours(), size, batch, args.steps, args.warmup, args.jit)
+            keras.backend.clear_session()
+            b = throughput(theirs(), size, batch, args.steps, args.warmup, args.jit)
+            keras.backend.clear_session()
+            print(f"{name:10s} labkit {a:8.1f} img/s   keras.applications {b:8.1f} img/s   ratio {a / b:5.2f}")
+        return
+    for name in args.models:
+        model = models.build(name, 17, (max(size, models.min_input_size(name)),) * 2 + (3,))
+        ips = throughput(model, max(size, models.min_input_size(name)), batch, args.steps, args.warmup, args.jit)
+        print(f"{name:10s} {ips:8.1f} img/s   ({680 / ips:6.1f} s per OxFlower17 training epoch)")
+        keras.backend.clear_session()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Reading run records (``results.json``) back: one table to compare runs, for labs and grading."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = ["model", "profile", "image_size", "epochs_run", "params", "train_images_per_second",
+           "training_seconds", "best_val_accuracy", "test_top1", "test_top5", "split_name", "run"]
+
+
+def default_outputs_dir() -> Path:
+    from labkit.data import default_data_dir
+
+    return default_data_dir().parent / "outputs"
+
+
+def find_records(paths=None) -> list[Path]:
+    """``results.json`` files in the given run folders, or anywhere below the given folders."""
+    roots = [Path(p) for p in (paths or [default_outputs_dir()])]
+    found = []
+    for root in roots:
+        if root.is_file() and root.name == "results.json":
+            found.append(root)
+        elif (root / "results.json").is_file():
+            found.append(root / "results.json")
+        elif root.is_dir():
+            found.extend(sorted(root.rglob("results.json")))
+    return found
+
+
+def collect(paths=None) -> pd.DataFrame:
+    """One row per run record; unreadable records are reported and skipped, never fatal."""
+    rows = []
+    for path in find_records(paths):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            print(f"[labkit.report] skipping {path}: {err}")
+            continue
+        record["run"] = str(path.parent)
+        rows.append(record)
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.DataFrame(rows)
+    return df[[c for c in COLUMNS if c in df] + [c for c in df if c not in COLUMNS]]
+
+
+def format_report(table: pd.DataFrame) -> pd.DataFrame:
+    out = table[[c for c in COLUMNS if c in table]].copy()
+    for c in ("best_val_accuracy", "test_top1", "test_top5"):
+        out[c] = out[c].map(lambda v: f"{v:.1%}" if pd.notna(v) else "")
+    out["params"] = out["params"].map(lambda v: f"{int(v):,}")
+    out["train_images_per_second"] = out["train_images_per_second"].map(lambda v: f"{v:.0f}" if pd.notna(v) else "")
+    out["training_seconds"] = out["training_seconds"].map(lambda v: f"{v:.0f}")
+    return out.rename(columns={"train_images_per_second": "img/s", "training_seconds": "train s",
+                               "best_val_accuracy": "best val", "test_top1": "test top-1", "test_top5": "test top-5"})

@@ -1,0 +1,190 @@
+"""labkit.train, labkit.evaluate, labkit.report and the CLI: train, resume, record, compare."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from labkit import data, evaluate, report, train
+from labkit.__main__ import main as cli
+from labkit.augment import ten_crops
+
+RECORD_KEYS = {
+    "model", "model_options", "params", "profile", "image_size", "batch_size", "split_name", "partition",
+    "epochs_run", "seed", "device", "training_seconds", "train_images_per_second", "best_val_accuracy",
+    "best_epoch", "test_top1", "test_top5", "config",
+}
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Simulates a crash or a Colab disconnect when epoch ``epoch`` (0-based) begins."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated disconnect")
+
+
+class EpochsSeen(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def small_run(real_data_dir, out_dir, **kwargs):
+    settings = dict(profile="smoke", image_size=32, batch_size=16, epochs=2, steps_per_epoch=2,
+                    out_dir=out_dir, data_dir=real_data_dir, verbose=0, augmentation="light")
+    settings.update(kwargs)
+    return train.train("resnet18", **settings)
+
+
+def test_overfits_one_small_batch(real_data_dir):
+    cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=16, augmentation="none",
+                            optimizer="adamw", warmup_epochs=0, weight_decay=0.0,
+                            label_smoothing=0.0)
+    images, labels = next(iter(data.oxflower17("train", 32, 16, data_dir=real_data_dir, seed=1)))
+    model, _ = train.build_training_model(cfg, *train.channel_statistics(
+        data.oxflower17("train", 32, 16, data_dir=real_data_dir, shuffle=False)))
+    train.compile_model(model, cfg, steps_per_epoch=40)
+    first = model.evaluate(images, labels, verbose=0, return_dict=True)["loss"]
+    model.fit(images, labels, epochs=40, batch_size=16, verbose=0)
+    last = model.evaluate(images, labels, verbose=0, return_dict=True)["loss"]
+    assert last < first / 10, (first, last)
+
+
+def test_interrupted_run_resumes_at_the_next_epoch_and_keeps_its_history(real_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        small_run(real_data_dir, out, callbacks=[InterruptAt(1)])
+    assert not (out / "results.json").exists()
+    first_epoch = (out / "history.csv").read_text().splitlines()
+    assert len(first_epoch) == 2  # header + epoch 0
+
+    seen = EpochsSeen()
+    run = small_run(real_data_dir, out, callbacks=[seen])
+    assert "resuming" in capsys.readouterr().out
+    assert seen.epochs == [1]  # epoch 0 was not trained again
+    assert list(run.history["epoch"]) == [0, 1]
+    assert (out / "history.csv").read_text().splitlines()[:2] == first_epoch
+    assert not (out / "backup").exists() or not any((out / "backup").iterdir())
+
+    record = json.loads((out / "results.json").read_text())
+    assert RECORD_KEYS <= set(record)
+    assert record["epochs_run"] == 2 and record["model"] == "resnet18" and record["image_size"] == 32
+    assert 0 <= record["test_top1"] <= record["test_top5"] <= 1 and record["params"] > 1_000_000
+    assert record["train_images_per_second"] > 0 and record["training_seconds"] > 0
+    assert "labkit-stratified" in record["split_name"] and record["device"].startswith(("CPU", "GPU"))
+    assert record["best_epoch"] in (1, 2)
+    for name in ("best.keras", "model_summary.txt", "per_class.csv", "confusion_matrix.csv",
+                 "learning_curves.png", "confusion_matrix.png"):
+        assert (out / name).is_file(), name
+    cm = np.loadtxt(out / "confusion_matrix.csv", delimiter=",")
+    assert cm.shape == (17, 17) and cm.sum() == 340
+
+
+def test_finished_run_is_returned_not_retrained(real_data_dir, tmp_path):
+    out = tmp_path / "run"
+    small_run(real_data_dir, out, epochs=1)
+    seen = EpochsSeen()
+    again = small_run(real_data_dir, out, epochs=1, callbacks=[seen])
+    assert seen.epochs == [] and again.results["epochs_run"] == 1
+    with pytest.raises(ValueError, match="finished run with other settings"):
+        small_run(real_data_dir, out, epochs=1, seed=5)
+
+
+def test_googlenet_with_auxiliary_heads_trains_and_evaluates(real_data_dir, tmp_path):
+    run = train.train("googlenet", profile="smoke", image_size=32, batch_size=16, epochs=1, steps_per_epoch=1,
+                      out_dir=tmp_path / "g", data_dir=real_data_dir, verbose=0,
+                      model_options={"aux_classifiers": True})
+    assert "predictions_loss" in run.history or "loss" in run.history
+    assert len(run.model.outputs) == 1 and run.results["test_images"] == 340
+    assert run.results["params"] > 6_000_000  # the record counts the aux heads it trained
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    script = textwrap.dedent("""
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from labkit import train
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=8)
+        with strategy.scope():
+            model, _ = train.build_training_model(cfg, np.full(3, 0.5), np.full(3, 0.1))
+            train.compile_model(model, cfg, steps_per_epoch=2)
+        x = np.random.default_rng(0).random((16, 32, 32, 3), dtype=np.float32)
+        y = np.arange(16) % 17
+        history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        print("replicas", strategy.num_replicas_in_sync, "loss", history.history["loss"][0])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = [l for l in done.stdout.splitlines() if l.startswith("replicas")][0]
+    assert line.split()[1] == "2" and np.isfinite(float(line.split()[3]))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--model", "resnet20"], "Unknown model 'resnet20'"),
+    (["train", "--model", "alexnet", "--image-size", "50"], "at least 67 pixels"),
+    (["train", "--model", "vgg16", "--profile", "turbo"], "Unknown labkit profile 'turbo'"),
+])
+def test_cli_rejects_bad_arguments_before_any_work(argv, message, capsys, tmp_path):
+    assert cli(argv + ["--out", str(tmp_path / "never")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+def test_cli_rejects_non_positive_epochs(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli(["train", "--model", "resnet18", "--epochs", "-3"])
+    assert exit_.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_report_collects_records_and_skips_broken_ones(real_data_dir, tmp_path, capsys):
+    small_run(real_data_dir, tmp_path / "runs" / "a", epochs=1)
+    (tmp_path / "runs" / "broken").mkdir()
+    (tmp_path / "runs" / "broken" / "results.json").write_text("{not json")
+    table = report.collect([tmp_path / "runs"])
+    assert len(table) == 1 and table["model"].iloc[0] == "resnet18"
+    assert "skipping" in capsys.readouterr().out
+    assert cli(["report", str(tmp_path / "runs")]) == 0
+    assert "resnet18" in capsys.readouterr().out
+
+
+def test_evaluation_metrics():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.5, 0.3]])
+    ev = evaluate.Evaluation(labels=np.array([0, 1, 1, 1]), probabilities=probs, class_names=("a", "b", "c"))
+    assert ev.top1 == 0.5 and ev.top_k(2) == 1.0
+    assert ev.confusion_matrix().tolist() == [[1, 0, 0], [1, 1, 1], [0, 0, 0]]
+    per = ev.per_class().set_index("class_name")
+    assert per.loc["b", "images"] == 3 and per.loc["b", "accuracy"] == pytest.approx(1 / 3)
+    assert per.loc["c", "accuracy"] == 0  # no images: reported as 0, not NaN
+
+
+def test_ten_crops_are_corners_centre_and_mirrors():
+    images = np.arange(2 * 6 * 8 * 3, dtype=np.float32).reshape(2, 6, 8, 3)
+    views = ten_crops(images, 4).numpy()
+    assert views.shape == (10, 2, 4, 4, 3)
+    np.testing.assert_array_equal(views[0], images[:, :4, :4])        # top-left
+    np.testing.assert_array_equal(views[3], images[:, 2:, 4:])        # bottom-right
+    np.testing.assert_array_equal(views[4], images[:, 1:5, 2:6])      # centre
+    np.testing.assert_array_equal(views[5], views[0][:, :, ::-1])     # mirrored top-left
+    with pytest.raises(ValueError, match="larger than the images"):
+        ten_crops(images, 7)
+
+
+def test_ten_crop_evaluation_runs_on_the_test_split(real_data_dir):
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(17, activation="softmax")])
+    ev = evaluate.evaluate_ten_crop(model, data.CLASS_NAMES, "test", 32, data_dir=real_data_dir)
+    assert ev.probabilities.shape == (340, 17) and len(ev.labels) == 340
+    np.testing.assert_allclose(ev.probabilities.sum(axis=1), 1, rtol=1e-5)
