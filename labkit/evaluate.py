@@ -57,6 +57,15 @@ class Evaluation:
         return {"images": int(len(self.labels)), "top1": self.top1, "top5": self.top5}
 
 
+def split_arrays(split: str, image_size: int, data_dir=None, partition: int = 1):
+    """All images (float32 in [0, 1]) and labels of a split, in the order ``evaluate`` sees them."""
+    from labkit import data
+
+    ds = data.oxflower17(split, image_size, 64, data_dir=data_dir, partition=partition, shuffle=False)
+    images, labels = zip(*[(np.asarray(x), np.asarray(y)) for x, y in ds])
+    return np.concatenate(images), np.concatenate(labels)
+
+
 def predict(model, dataset) -> tuple[np.ndarray, np.ndarray]:
     """Labels and probabilities over a whole ``(images, labels)`` dataset (main output only)."""
     labels, probs = [], []

@@ -164,7 +164,7 @@ def summarize(model) -> pd.Series:
         "ops": int(table["ops"].sum()),
         "activations": int(table["activations"].sum()),
         "activation_memory_mb": table["memory_bytes"].sum() / 2**20,
-    }, name=model.name)
+    }, name=model.name, dtype=object)  # object: counts stay exact integers
 
 
 def format_table(df: pd.DataFrame) -> pd.DataFrame:

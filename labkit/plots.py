@@ -145,10 +145,13 @@ def confusion_matrix(cm, class_names, normalize: bool = True, title: str | None 
 
 
 def misclassified(evaluation, images, max_images: int = 16, columns: int = 8):
-    """Test images the model got wrong: true class, predicted class and its probability.
-    ``images`` are the evaluated images in the same order (e.g. stacked from the test split)."""
+    """The test images the model got wrong most confidently: true class, predicted class and
+    its probability. ``images`` are the evaluated images in the same order
+    (``labkit.evaluate.split_arrays``)."""
     plt = _plt()
-    wrong = np.flatnonzero(evaluation.predictions != evaluation.labels)[:max_images]
+    wrong = np.flatnonzero(evaluation.predictions != evaluation.labels)
+    confidence = evaluation.probabilities[wrong, evaluation.predictions[wrong]]
+    wrong = wrong[np.argsort(-confidence, kind="stable")][:max_images]
     if len(wrong) == 0:
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off"); ax.text(0.5, 0.5, "no misclassified images", ha="center")
@@ -174,7 +177,7 @@ def first_layer_filters(model, layer_name: str | None = None, max_filters: int =
     import keras
 
     plt = _plt()
-    layer = model.get_layer(layer_name) if layer_name else next(
+    layer = find_layer(model, layer_name) if layer_name else next(
         l for l in _all_layers(model) if isinstance(l, keras.layers.Conv2D))
     kernel = np.asarray(layer.kernel)  # (k, k, in, out)
     kernel = kernel[..., :max_filters]
@@ -190,6 +193,14 @@ def first_layer_filters(model, layer_name: str | None = None, max_filters: int =
                   interpolation="nearest")
     fig.suptitle(f"{layer.name}: {n} filters of {kernel.shape[0]}x{kernel.shape[1]}x{kernel.shape[2]}")
     return fig
+
+
+def find_layer(model, name: str):
+    """A layer by name, also inside a wrapped architecture (training models nest one)."""
+    for layer in _all_layers(model):
+        if layer.name == name:
+            return layer
+    raise ValueError(f"no layer named {name!r}; layers include {[l.name for l in _all_layers(model)][:15]} ...")
 
 
 def _all_layers(model):

@@ -285,9 +285,9 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
     if results_path.is_file() and not overwrite:
         results = json.loads(results_path.read_text())
         if results.get("config") == dataclasses.asdict(cfg):
-            print(f"[labkit.train] {out} holds a finished run with these settings; returning its record "
+            print(f"[labkit.train] {out} holds a finished run with these settings; returning it "
                   "(train(..., overwrite=True) trains again).")
-            return Run(out, results, _read_history(history_path))
+            return load_run(out, data_dir=data_dir)
         raise ValueError(f"{out} holds a finished run with other settings. Choose another out_dir, or "
                          "pass overwrite=True to replace it.")
     if overwrite and out.exists():
@@ -359,6 +359,21 @@ def _save_figures(out: Path, history: pd.DataFrame, evaluation, title: str) -> N
                                                                       evaluation.class_names, title=title))):
         fig.savefig(out / name, dpi=110, bbox_inches="tight")
         plt.close(fig)
+
+
+def load_run(out_dir, data_dir=None) -> Run:
+    """A finished run folder back as a ``Run``: its record, history, best model and test evaluation."""
+    from labkit.evaluate import evaluate
+
+    out = Path(out_dir)
+    if not (out / "results.json").is_file():
+        raise ValueError(f"{out} holds no finished run (no results.json); train it first.")
+    results = json.loads((out / "results.json").read_text())
+    model = keras.models.load_model(out / "best.keras")
+    test = lkdata.oxflower17("test", results["image_size"], results["batch_size"], data_dir=data_dir,
+                             partition=results["partition"])
+    return Run(out, results, _read_history(out / "history.csv"), model,
+               evaluate(model, test, lkdata.CLASS_NAMES))
 
 
 def _summary_text(model) -> str:

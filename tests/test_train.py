@@ -97,6 +97,7 @@ def test_finished_run_is_returned_not_retrained(real_data_dir, tmp_path):
     seen = EpochsSeen()
     again = small_run(real_data_dir, out, epochs=1, callbacks=[seen])
     assert seen.epochs == [] and again.results["epochs_run"] == 1
+    assert again.model is not None and again.evaluation.top1 == pytest.approx(again.results["test_top1"])
     with pytest.raises(ValueError, match="finished run with other settings"):
         small_run(real_data_dir, out, epochs=1, seed=5)
 
