@@ -51,14 +51,25 @@ def test_overfits_one_small_batch(real_data_dir):
     cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=16, augmentation="none",
                             optimizer="adamw", warmup_epochs=0, weight_decay=0.0,
                             label_smoothing=0.0)
-    images, labels = next(iter(data.oxflower17("train", 32, 16, data_dir=real_data_dir, seed=1)))
-    model, _ = train.build_training_model(cfg, *train.channel_statistics(
+    images, labels = next(iter(data.oxflower17("train", 32, 16, data_dir=real_data_dir, seed=1, dtype="uint8")))
+    model, _, _ = train.build_training_model(cfg, *train.channel_statistics(
         data.oxflower17("train", 32, 16, data_dir=real_data_dir, shuffle=False)))
     train.compile_model(model, cfg, steps_per_epoch=40)
     first = model.evaluate(images, labels, verbose=0, return_dict=True)["loss"]
     model.fit(images, labels, epochs=40, batch_size=16, verbose=0)
     last = model.evaluate(images, labels, verbose=0, return_dict=True)["loss"]
     assert last < first / 10, (first, last)
+
+
+def test_training_and_inference_models_share_the_architecture():
+    cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=4, augmentation="standard")
+    training, inference, net = train.build_training_model(cfg, np.full(3, 0.4), np.full(3, 0.05))
+    assert training.inputs[0].dtype == "uint8" and inference.inputs[0].dtype == "float32"
+    assert {id(w) for w in inference.weights} <= {id(w) for w in training.weights}
+    raw = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    # at inference augmentation is off, so both see the same image
+    np.testing.assert_allclose(training.predict(raw, verbose=0), inference.predict(raw / 255.0, verbose=0),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_interrupted_run_resumes_at_the_next_epoch_and_keeps_its_history(real_data_dir, tmp_path, capsys):
@@ -120,9 +131,9 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=8)
         with strategy.scope():
-            model, _ = train.build_training_model(cfg, np.full(3, 0.5), np.full(3, 0.1))
+            model, inference, _ = train.build_training_model(cfg, np.full(3, 0.5), np.full(3, 0.1))
             train.compile_model(model, cfg, steps_per_epoch=2)
-        x = np.random.default_rng(0).random((16, 32, 32, 3), dtype=np.float32)
+        x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
         y = np.arange(16) % 17
         history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
         print("replicas", strategy.num_replicas_in_sync, "loss", history.history["loss"][0])
