@@ -31,6 +31,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _parse_option(text: str):
+    """``KEY=VALUE`` with VALUE read as a bool, a number or a string: aux_classifiers=true."""
+    if "=" not in text:
+        raise ValueError(f"--model-option takes KEY=VALUE (e.g. aux_classifiers=true), got {text!r}")
+    key, value = text.split("=", 1)
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return key.strip(), lowered == "true"
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(value)
+        except ValueError:
+            pass
+    return key.strip(), value.strip()
+
+
 def _cmd_train(args) -> int:
     from labkit import models, train
     from labkit.profiles import get_profile
@@ -38,15 +54,16 @@ def _cmd_train(args) -> int:
     model = args.model
     profile = get_profile(args.profile)
     # everything checkable is checked before TensorFlow starts or any data is fetched
+    options = dict(_parse_option(o) for o in args.model_option)
     cfg = train.make_config(model, profile, epochs=args.epochs, image_size=args.image_size,
                             batch_size=args.batch_size, optimizer=args.optimizer, seed=args.seed,
-                            partition=args.partition, augmentation=args.augmentation)
+                            partition=args.partition, augmentation=args.augmentation, model_options=options)
     print(f"training {cfg.model} ({models.min_input_size(cfg.model)} px minimum) at {cfg.image_size} px, "
           f"batch {cfg.batch_size}, {cfg.epochs} epoch(s), profile {cfg.profile}", flush=True)
     run = train.train(cfg.model, profile=profile, epochs=cfg.epochs, image_size=cfg.image_size,
                       batch_size=cfg.batch_size, out_dir=args.out, data_dir=args.data_dir,
                       optimizer=cfg.optimizer, seed=cfg.seed, partition=cfg.partition,
-                      augmentation=cfg.augmentation, overwrite=args.overwrite)
+                      augmentation=cfg.augmentation, model_options=options, overwrite=args.overwrite)
     r = run.results
     print(f"test top-1 {r['test_top1']:.1%}, top-5 {r['test_top5']:.1%}; best validation "
           f"{r['best_val_accuracy']:.1%} (epoch {r['best_epoch']}); {r['training_seconds']:.0f} s training; "
@@ -94,9 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=_positive_int, help="default: the profile's")
     tr.add_argument("--image-size", type=_positive_int, help="square input side in pixels (default: the profile's)")
     tr.add_argument("--batch-size", type=_positive_int, help="default: the profile's")
-    tr.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"),
-                    help="sgd: the papers' SGD+momentum, lr 0.01 /10 on plateau; adamw: warm-up + cosine")
-    tr.add_argument("--augmentation", default="standard", choices=("none", "light", "standard", "strong"))
+    tr.add_argument("--optimizer", choices=("sgd", "adamw"),
+                    help="sgd: the papers' SGD+momentum, lr 0.01 /10 on plateau; adamw: warm-up + cosine "
+                         "(default: the profile's choice for the model)")
+    tr.add_argument("--augmentation", choices=("none", "light", "standard", "strong"),
+                    help="default: the profile's choice for the model")
+    tr.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="builder option, repeatable: aux_classifiers=true, two_gpu=true, version=2, batch_norm=true")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--partition", type=int, default=1, choices=(1, 2, 3))
     tr.add_argument("--out", help="run folder (default: outputs/<model>_<profile>_<size>px)")

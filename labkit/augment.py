@@ -58,3 +58,108 @@ def ten_crops(images, crop_size: int):
     crops = [images[:, y:y + c, x:x + c, :] for y, x in offsets]
     crops += [tf.image.flip_left_right(v) for v in crops]
     return tf.stack(crops)
+
+
+# --------------------------------------------------------------------------- by hand
+# Readable NumPy versions of AlexNet's two augmentations (section 4.1). Each takes a seed or a
+# numpy Generator, keeps labels untouched, returns the input's dtype, and keeps values in range.
+
+def _rng(seed) -> "np.random.Generator":
+    import numpy as np
+
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def random_crop_and_flip(images, crop_size: int, seed=0):
+    """AlexNet's first augmentation: a random ``crop_size`` square from each image (224 of 256 in
+    the paper), mirrored left-right with probability 1/2. ``images``: ``(N, H, W, C)``."""
+    import numpy as np
+
+    images = np.asarray(images)
+    n, h, w, _ = images.shape
+    if crop_size > min(h, w):
+        raise ValueError(f"crop_size {crop_size} is larger than the images ({h}x{w})")
+    rng = _rng(seed)
+    out = np.empty((n, crop_size, crop_size, images.shape[-1]), dtype=images.dtype)
+    for i in range(n):
+        top = rng.integers(0, h - crop_size + 1)          # any position where the crop fits
+        left = rng.integers(0, w - crop_size + 1)
+        crop = images[i, top:top + crop_size, left:left + crop_size]
+        if rng.random() < 0.5:                            # horizontal reflection
+            crop = crop[:, ::-1]
+        out[i] = crop
+    return out
+
+
+def rgb_pca(images):
+    """Eigenvalues (largest first) and eigenvectors (columns) of the RGB covariance over all
+    pixels of ``images`` (values in [0, 1], or uint8 scaled to [0, 1]): AlexNet's PCA."""
+    import numpy as np
+
+    images = np.asarray(images)
+    pixels = images.reshape(-1, 3).astype(np.float64)
+    if images.dtype == np.uint8:
+        pixels /= 255.0
+    covariance = np.cov(pixels, rowvar=False)             # 3x3
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1]
+    return eigenvalues[order], eigenvectors[:, order]
+
+
+def pca_color_augment(images, eigenvalues, eigenvectors, std: float = 0.1, seed=0):
+    """AlexNet's second augmentation: add ``[p1 p2 p3] [a1 l1, a2 l2, a3 l3]^T`` to every pixel of
+    an image, with ``a_i ~ N(0, std)`` drawn once per image. It shifts the colour along the
+    directions in which natural colours vary, as the light does, and leaves the label alone."""
+    import numpy as np
+
+    images = np.asarray(images)
+    rng = _rng(seed)
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    alphas = rng.normal(0.0, std, size=(len(images), 3))
+    shifts = (alphas * eigenvalues) @ np.asarray(eigenvectors).T   # (N, 3): one RGB shift per image
+    out = images.astype(np.float64) + scale * shifts[:, None, None, :]
+    out = np.clip(out, 0, scale)
+    return np.round(out).astype(np.uint8) if images.dtype == np.uint8 else out.astype(images.dtype)
+
+
+def enlarge(images, labels, copies: int, crop_size: int, seed=0, pca=None, out_dir=None):
+    """Grow a training set by hand: ``copies`` augmented versions of every image (random crop and
+    flip, then PCA colour noise when ``pca=(eigenvalues, eigenvectors)`` is given).
+
+    Returns ``(images, labels)`` in memory, originals first (centre-cropped), or, with ``out_dir``,
+    writes ``out_dir/<label>/<index>_<copy>.png`` and returns the list of written paths.
+    """
+    import numpy as np
+
+    images, labels = np.asarray(images), np.asarray(labels)
+    if copies < 0 or int(copies) != copies:
+        raise ValueError(f"copies must be a whole number >= 0, got {copies!r}")
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    rng = _rng(seed)
+    h, w = images.shape[1:3]
+    top, left = (h - crop_size) // 2, (w - crop_size) // 2
+    sets = [images[:, top:top + crop_size, left:left + crop_size]]
+    for _ in range(copies):
+        batch = random_crop_and_flip(images, crop_size, rng)
+        if pca is not None:
+            batch = pca_color_augment(batch, *pca, seed=rng)
+        sets.append(batch)
+    all_images = np.concatenate(sets)
+    all_labels = np.tile(labels, copies + 1)
+    if out_dir is None:
+        return all_images, all_labels
+    from pathlib import Path
+
+    from PIL import Image
+
+    out = Path(out_dir)
+    written = []
+    for k, (image, label) in enumerate(zip(all_images, all_labels)):
+        folder = out / str(int(label))
+        folder.mkdir(parents=True, exist_ok=True)
+        array = image if image.dtype == np.uint8 else np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+        path = folder / f"{k % len(images):05d}_{k // len(images)}.png"
+        Image.fromarray(array).save(path)
+        written.append(path)
+    return written

@@ -242,3 +242,63 @@ def feature_maps(model, layer_name: str, image, max_maps: int = 32, columns: int
         ax.imshow(maps[..., i], cmap="viridis")
     fig.suptitle(f"{layer_name}: {n} of {maps.shape[-1]} feature maps ({maps.shape[0]}x{maps.shape[1]})")
     return fig
+
+
+def augmentation_grid(image, transforms: dict, samples: int = 5, seed: int = 0):
+    """One row per transformation: the original, then ``samples`` random outputs.
+    ``transforms`` maps a name to a function ``f(batch, rng) -> batch`` (batches of one image)."""
+    plt = _plt()
+    rng = np.random.default_rng(seed)
+    image = np.asarray(image)
+    fig, axes = plt.subplots(len(transforms), samples + 1, figsize=(1.7 * (samples + 1), 1.8 * len(transforms)),
+                             squeeze=False)
+    for row, (name, fn) in zip(axes, transforms.items()):
+        row[0].imshow(_displayable(image))
+        row[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+        for ax in row[1:]:
+            ax.imshow(_displayable(np.asarray(fn(image[None], rng))[0]))
+        for ax in row:
+            ax.set_xticks([]); ax.set_yticks([])
+    axes[0][0].set_title("original", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _displayable(image):
+    image = np.asarray(image)
+    return image if image.dtype == np.uint8 else np.clip(image, 0, 1)
+
+
+def compare_curves(histories: dict, metric: str = "accuracy", title: str | None = None):
+    """Training (dashed) and validation (solid) ``metric`` of several runs on one chart: the gap
+    between a run's two curves is its overfitting."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for (name, h), colour in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        epochs = h["epoch"] + 1
+        ax.plot(epochs, h[metric], ls="--", color=colour, label=f"{name}: training")
+        ax.plot(epochs, h[f"val_{metric}"], color=colour, label=f"{name}: validation")
+    ax.set_xlabel("epoch"); ax.set_ylabel(metric); ax.set_ylim(0, 1.02); ax.legend(fontsize=8)
+    ax.set_title(title or f"Training vs validation {metric}")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_bubbles(table, x: str = "gmacs", y: str = "test_top1", size: str = "params", label: str = "model",
+                     title: str | None = None):
+    """The slides' ImageNet chart for our runs: accuracy against operations, bubble area
+    proportional to the parameter count."""
+    plt = _plt()
+    rows = table.dropna(subset=[x, y])
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    area = 2000 * rows[size] / max(rows[size].max(), 1)
+    ax.scatter(rows[x], rows[y], s=area, alpha=0.45, edgecolor="k")
+    for _, r in rows.iterrows():
+        ax.annotate(r[label], (r[x], r[y]), xytext=(6, 6), textcoords="offset points", fontsize=9)
+    ax.set_xlabel({"gmacs": "operations per image (G multiply-accumulates)",
+                   "params_m": "parameters (millions)"}.get(x, x))
+    ax.set_ylabel("test top-1 accuracy" if y == "test_top1" else y)
+    ax.set_ylim(0, 1)
+    ax.set_title(title or "Accuracy vs operations (bubble area: parameters)")
+    fig.tight_layout()
+    return fig

@@ -31,13 +31,16 @@ class Profile:
     sample_grid_images: int  # images per class shown in sample grids
     # per-architecture changes to the defaults above, e.g. {"vgg16": {"image_size": 64}}
     models: dict = dataclasses.field(default_factory=dict)
+    # lab 06: one architecture trained with and without augmentation under the same budget
+    augmentation_experiment: dict = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def for_model(self, model: str) -> dict:
-        """Image size, batch size and epochs this profile trains ``model`` with."""
-        settings = {"image_size": self.image_size, "batch_size": self.batch_size, "epochs": self.epochs}
+        """Image size, batch size, epochs and recipe (optimizer, augmentation) for ``model``."""
+        settings = {"image_size": self.image_size, "batch_size": self.batch_size, "epochs": self.epochs,
+                    "optimizer": "sgd", "augmentation": "standard"}
         settings.update(self.models.get(model, {}))
         return settings
 
@@ -48,6 +51,7 @@ PROFILES: dict[str, Profile] = {
         description="the real lab on a GPU: 224-px inputs, paper-style schedules",
         image_size=224, batch_size=64, epochs=60, steps_per_epoch=None,
         mixed_precision=True, jit_compile=True, sample_grid_images=6,
+        augmentation_experiment={"model": "resnet18", "image_size": 160, "epochs": 60, "optimizer": "adamw"},
     ),
     "cpu": Profile(
         name="cpu",
@@ -63,14 +67,18 @@ PROFILES: dict[str, Profile] = {
             "vgg16": {"image_size": 64, "epochs": 20},
             "vgg19": {"image_size": 64, "epochs": 15},
             "googlenet": {"epochs": 40},
-            "resnet18": {"epochs": 50},
+            # AdamW + warm-up + cosine reaches 77% test top-1 in 50 CPU epochs (measured);
+            # the papers' SGD schedule (lr / 10 on plateau) needs more epochs than 15 minutes hold
+            "resnet18": {"epochs": 50, "optimizer": "adamw"},
         },
+        augmentation_experiment={"model": "resnet18", "image_size": 64, "epochs": 30, "optimizer": "adamw"},
     ),
     "smoke": Profile(
         name="smoke",
         description="CI smoke test: smallest sizes, a few steps",
         image_size=64, batch_size=16, epochs=1, steps_per_epoch=2,
         mixed_precision=False, jit_compile=False, sample_grid_images=2,
+        augmentation_experiment={"model": "resnet18", "image_size": 32, "epochs": 2, "optimizer": "adamw"},
     ),
 }
 

@@ -56,3 +56,43 @@ def format_report(table: pd.DataFrame) -> pd.DataFrame:
     out["training_seconds"] = out["training_seconds"].map(lambda v: f"{v:.0f}")
     return out.rename(columns={"train_images_per_second": "img/s", "training_seconds": "train s",
                                "best_val_accuracy": "best val", "test_top1": "test top-1", "test_top5": "test top-5"})
+
+
+#: The four architecture labs' runs (02-05): model and builder options
+LAB_RUNS = [("alexnet", {}), ("vgg11", {}), ("googlenet", {"aux_classifiers": True}), ("resnet18", {})]
+
+
+def architecture_table(profile=None, runs=None) -> pd.DataFrame:
+    """Every architecture the kit builds (LeNet-5 aside: it reads 32x32 digits), at the input
+    size the profile trains it with: parameters, operations, activation memory; joined with the
+    latest run record of the same model and profile (training images/s, seconds per epoch, test
+    accuracy). Models without a record show blanks there."""
+    import keras
+
+    from labkit import inspect, models
+    from labkit.profiles import get_profile
+
+    prof = get_profile(profile)
+    records = collect(runs)
+    if not records.empty:
+        records = records[records["profile"] == prof.name].sort_values("finished")
+    rows = []
+    for name in models.available():
+        if name == "lenet5":
+            continue
+        size = max(prof.for_model(name)["image_size"], models.min_input_size(name))
+        net = models.build(name, num_classes=17, input_shape=(size, size, 3))
+        totals = inspect.summarize(net)
+        row = {"model": name, "input": size, "params": int(totals["params"]),
+               "params_m": totals["params"] / 1e6, "gmacs": totals["ops"] / 1e9,
+               "activation_mb": float(totals["activation_memory_mb"])}
+        keras.backend.clear_session()
+        mine = records[records["model"] == name] if not records.empty else records
+        if len(mine):
+            r = mine.iloc[-1]
+            row.update(train_images_per_second=r.get("train_images_per_second"),
+                       seconds_per_epoch=r["training_seconds"] / max(r["epochs_run"], 1),
+                       epochs_run=r["epochs_run"], test_top1=r["test_top1"],
+                       test_top1_10crop=r.get("test_top1_10crop"), trained_at=r["image_size"])
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -88,8 +88,9 @@ def check_arguments(model: str, image_size: int, epochs: int, batch_size: int, o
 
 
 def make_config(model: str, profile: str | Profile | None = None, *, epochs=None, image_size=None,
-                batch_size=None, steps_per_epoch="profile", model_options=None, **settings) -> TrainConfig:
-    """Fill a ``TrainConfig`` from the profile, then from explicit arguments."""
+                batch_size=None, steps_per_epoch="profile", model_options=None, optimizer=None,
+                augmentation=None, **settings) -> TrainConfig:
+    """Fill a ``TrainConfig`` from the profile (``Profile.for_model``), then explicit arguments."""
     prof = get_profile(profile)
     name = model.strip().lower().replace("-", "").replace("_", "")
     if name not in lkmodels.available():
@@ -102,6 +103,7 @@ def make_config(model: str, profile: str | Profile | None = None, *, epochs=None
         profile=prof.name, image_size=size, batch_size=batch_size or defaults["batch_size"],
         epochs=defaults["epochs"] if epochs is None else epochs,
         steps_per_epoch=prof.steps_per_epoch if steps_per_epoch == "profile" else steps_per_epoch,
+        optimizer=optimizer or defaults["optimizer"], augmentation=augmentation or defaults["augmentation"],
         mixed_precision=prof.mixed_precision, jit_compile=prof.jit_compile, **settings)
     check_arguments(cfg.model, cfg.image_size, cfg.epochs, cfg.batch_size, cfg.optimizer)
     return cfg
@@ -277,8 +279,18 @@ class Run:
 
 
 def run_name(cfg: TrainConfig) -> str:
-    options = "".join(f"_{k}-{v}" for k, v in sorted(cfg.model_options.items()))
-    return f"{cfg.model}{options}_{cfg.profile}_{cfg.image_size}px"
+    """``<model>[_options]_<profile>_<size>px[_<optimizer>][_aug-<strength>][_seed<n>]``: the
+    bracketed parts appear only where they differ from the profile's defaults for the model."""
+    defaults = get_profile(cfg.profile).for_model(cfg.model)
+    name = cfg.model + "".join(f"_{k}-{v}" for k, v in sorted(cfg.model_options.items()))
+    name += f"_{cfg.profile}_{cfg.image_size}px"
+    if cfg.optimizer != defaults["optimizer"]:
+        name += f"_{cfg.optimizer}"
+    if cfg.augmentation != defaults["augmentation"]:
+        name += f"_aug-{cfg.augmentation}"
+    if cfg.seed != 0:
+        name += f"_seed{cfg.seed}"
+    return name
 
 
 def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None, batch_size=None,
@@ -326,7 +338,9 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
     monitor = _val_accuracy_key(model)
     cbs = [
         EpochTimer(cfg.batch_size),
-        keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
+        # the backup outlives fit(): it is removed only once results.json exists, so a crash
+        # during evaluation or saving never throws the finished training away
+        keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor=monitor, mode="max",
                                         save_best_only=True, save_weights_only=True),
         keras.callbacks.CSVLogger(str(history_path), append=True),
@@ -337,7 +351,8 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
         cbs.insert(1, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.1,
                                                         patience=cfg.plateau_patience, min_lr=1e-5))
     if resuming:
-        print(f"[labkit.train] resuming from the last completed epoch in {backup}")
+        print(f"[labkit.train] resuming from the last completed epoch in {backup} "
+              "(training that already finished is not repeated)")
     started = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
               callbacks=cbs, verbose=verbose, shuffle=False)  # tf.data shuffles (seeded)
@@ -345,17 +360,21 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
 
     if (out / "best.weights.h5").is_file():
         model.load_weights(str(out / "best.weights.h5"))
-    from labkit.evaluate import evaluate
+    from labkit.evaluate import evaluate, evaluate_ten_crop
 
     evaluation = evaluate(inference, test_ds, lkdata.CLASS_NAMES)
+    ten_crop = evaluate_ten_crop(inference, lkdata.CLASS_NAMES, "test", cfg.image_size,
+                                 batch_size=cfg.batch_size, data_dir=data_dir, partition=cfg.partition)
     history = _read_history(history_path)
     results = _results(cfg, net, index, history, evaluation, wall, monitor)
+    results["test_top1_10crop"] = ten_crop.top1
     inference.save(out / "best.keras")
     (out / "model_summary.txt").write_text(_summary_text(net))
     evaluation.per_class().to_csv(out / "per_class.csv", index=False)
     np.savetxt(out / "confusion_matrix.csv", evaluation.confusion_matrix(), fmt="%d", delimiter=",")
     _save_figures(out, history, evaluation, title=f"{cfg.model}, {cfg.profile} profile, {cfg.image_size} px")
-    _write_json_atomically(results_path, results)  # last: its presence means the run is complete
+    _write_json_atomically(results_path, results)  # its presence means the run is complete
+    shutil.rmtree(backup, ignore_errors=True)
     return Run(out, results, history, inference, evaluation)
 
 

@@ -15,7 +15,7 @@ from labkit.augment import ten_crops
 RECORD_KEYS = {
     "model", "model_options", "params", "profile", "image_size", "batch_size", "split_name", "partition",
     "epochs_run", "seed", "device", "training_seconds", "train_images_per_second", "best_val_accuracy",
-    "best_epoch", "test_top1", "test_top5", "config",
+    "best_epoch", "test_top1", "test_top5", "test_top1_10crop", "config",
 }
 
 
@@ -100,6 +100,24 @@ def test_interrupted_run_resumes_at_the_next_epoch_and_keeps_its_history(real_da
         assert (out / name).is_file(), name
     cm = np.loadtxt(out / "confusion_matrix.csv", delimiter=",")
     assert cm.shape == (17, 17) and cm.sum() == 340
+
+
+def test_crash_after_training_does_not_lose_the_training(real_data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated crash while evaluating")
+
+    monkeypatch.setattr(evaluate, "evaluate_ten_crop", broken)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        small_run(real_data_dir, out)
+    assert not (out / "results.json").exists() and any((out / "backup").iterdir())
+    monkeypatch.undo()
+    seen = EpochsSeen()
+    run = small_run(real_data_dir, out, callbacks=[seen])
+    assert seen.epochs == []  # both epochs were done: straight to evaluation
+    assert run.results["epochs_run"] == 2 and (out / "results.json").is_file()
+    assert not (out / "backup").exists()
 
 
 def test_finished_run_is_returned_not_retrained(real_data_dir, tmp_path):
