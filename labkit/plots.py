@@ -299,6 +299,8 @@ def accuracy_bubbles(table, x: str = "gmacs", y: str = "test_top1", size: str = 
                    "params_m": "parameters (millions)"}.get(x, x))
     ax.set_ylabel("test top-1 accuracy" if y == "test_top1" else y)
     ax.set_ylim(0, 1)
+    if len(rows) and rows[x].max() > 5 * rows[x].min() > 0:
+        ax.set_xscale("log")  # operations and parameters span orders of magnitude
     ax.set_title(title or "Accuracy vs operations (bubble area: parameters)")
     fig.tight_layout()
     return fig

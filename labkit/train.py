@@ -61,6 +61,7 @@ class TrainConfig:
     partition: int = 1
     mixed_precision: bool = False
     jit_compile: bool = False
+    deterministic: bool = False              # bit-for-bit repeatable ops (slower)
 
     def __post_init__(self):
         adam = self.optimizer == "adamw"
@@ -107,6 +108,16 @@ def make_config(model: str, profile: str | Profile | None = None, *, epochs=None
         mixed_precision=prof.mixed_precision, jit_compile=prof.jit_compile, **settings)
     check_arguments(cfg.model, cfg.image_size, cfg.epochs, cfg.batch_size, cfg.optimizer)
     return cfg
+
+
+def set_precision(cfg: TrainConfig) -> str:
+    """``mixed_float16`` (float16 maths, float32 weights; Keras scales the loss) when the profile
+    asks for it and a GPU is there, else ``float32``. Returns the policy's name."""
+    import tensorflow as tf
+
+    policy = "mixed_float16" if cfg.mixed_precision and tf.config.list_physical_devices("GPU") else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
 
 
 def distribution_strategy():
@@ -278,6 +289,13 @@ class Run:
     evaluation: object = None
 
 
+def same_config(stored: dict, cfg: TrainConfig) -> bool:
+    """Whether a recorded config is ``cfg``; a field added to labkit after the record was written
+    counts as its default, so records stay valid across versions."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    return all(stored.get(key, defaults.get(key)) == value for key, value in dataclasses.asdict(cfg).items())
+
+
 def run_name(cfg: TrainConfig) -> str:
     """``<model>[_options]_<profile>_<size>px[_<optimizer>][_aug-<strength>][_seed<n>]``: the
     bracketed parts appear only where they differ from the profile's defaults for the model."""
@@ -301,21 +319,19 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
     ``settings`` are ``TrainConfig`` fields (``optimizer``, ``learning_rate``, ``augmentation``,
     ``seed``, ``partition``, ``model_options``, ``steps_per_epoch`` ...).
     """
-    import keras
-
     cfg = make_config(model, profile, epochs=epochs, image_size=image_size, batch_size=batch_size, **settings)
     out = Path(out_dir) if out_dir else Path(lkdata.default_data_dir()).parent / "outputs" / run_name(cfg)
     results_path, history_path, backup = out / "results.json", out / "history.csv", out / "backup"
     if results_path.is_file() and not overwrite:
         results = json.loads(results_path.read_text())
-        if results.get("config") == dataclasses.asdict(cfg):
+        if same_config(results.get("config", {}), cfg):
             print(f"[labkit.train] {out} holds a finished run with these settings; returning it "
                   "(train(..., overwrite=True) trains again).")
             return load_run(out, data_dir=data_dir)
         raise ValueError(f"{out} holds a finished run with other settings. Choose another out_dir, or "
                          "pass overwrite=True to replace it.")
     if overwrite and out.exists():
-        for item in ("results.json", "history.csv", "best.keras", "backup"):
+        for item in ("results.json", "history.csv", "best.keras", "best.weights.h5", "backup"):
             target = out / item
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     resuming = backup.exists() and any(backup.iterdir())
@@ -323,7 +339,12 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
     if not resuming:
         history_path.unlink(missing_ok=True)
 
+    precision = set_precision(cfg)
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     index = lkdata.oxflower17_index(data_dir, cfg.partition)
     aux = cfg.model == "googlenet" and cfg.model_options.get("aux_classifiers", False)
     train_ds, val_ds, test_ds = _datasets(cfg, data_dir, outputs=3 if aux else 1)
@@ -336,13 +357,17 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
         model, inference, net = build_training_model(cfg, mean, variance)
         compile_model(model, cfg, steps)
     monitor = _val_accuracy_key(model)
+    earlier = _read_history(history_path) if resuming else pd.DataFrame()
+    # after a resume, only an epoch better than every earlier one may replace best.weights.h5
+    best_so_far = float(earlier[monitor].max()) if monitor in earlier and (out / "best.weights.h5").is_file() else None
     cbs = [
         EpochTimer(cfg.batch_size),
         # the backup outlives fit(): it is removed only once results.json exists, so a crash
         # during evaluation or saving never throws the finished training away
         keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor=monitor, mode="max",
-                                        save_best_only=True, save_weights_only=True),
+                                        save_best_only=True, save_weights_only=True,
+                                        initial_value_threshold=best_so_far),
         keras.callbacks.CSVLogger(str(history_path), append=True),
         keras.callbacks.TerminateOnNaN(),
         *callbacks,
@@ -368,6 +393,7 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
     history = _read_history(history_path)
     results = _results(cfg, net, index, history, evaluation, wall, monitor)
     results["test_top1_10crop"] = ten_crop.top1
+    results["precision"] = precision
     inference.save(out / "best.keras")
     (out / "model_summary.txt").write_text(_summary_text(net))
     evaluation.per_class().to_csv(out / "per_class.csv", index=False)

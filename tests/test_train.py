@@ -80,9 +80,13 @@ def test_interrupted_run_resumes_at_the_next_epoch_and_keeps_its_history(real_da
     first_epoch = (out / "history.csv").read_text().splitlines()
     assert len(first_epoch) == 2  # header + epoch 0
 
+    best_before = (out / "best.weights.h5").stat().st_mtime_ns
+    val_before = float(first_epoch[1].split(",")[first_epoch[0].split(",").index("val_accuracy")])
     seen = EpochsSeen()
     run = small_run(real_data_dir, out, callbacks=[seen])
     assert "resuming" in capsys.readouterr().out
+    if run.history["val_accuracy"].iloc[1] <= val_before:  # the best model survives a worse epoch
+        assert (out / "best.weights.h5").stat().st_mtime_ns == best_before
     assert seen.epochs == [1]  # epoch 0 was not trained again
     assert list(run.history["epoch"]) == [0, 1]
     assert (out / "history.csv").read_text().splitlines()[:2] == first_epoch
@@ -188,6 +192,15 @@ def test_report_collects_records_and_skips_broken_ones(real_data_dir, tmp_path, 
     assert "skipping" in capsys.readouterr().out
     assert cli(["report", str(tmp_path / "runs")]) == 0
     assert "resnet18" in capsys.readouterr().out
+
+
+def test_records_from_older_versions_still_match():
+    cfg = train.make_config("resnet18", "cpu")
+    stored = __import__("dataclasses").asdict(cfg)
+    del stored["deterministic"]  # a record written before that field existed
+    assert train.same_config(stored, cfg)
+    stored["epochs"] += 1
+    assert not train.same_config(stored, cfg)
 
 
 def test_evaluation_metrics():
