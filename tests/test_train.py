@@ -177,6 +177,16 @@ def test_cli_rejects_bad_arguments_before_any_work(argv, message, capsys, tmp_pa
     assert not (tmp_path / "never").exists()
 
 
+def test_cli_trains_end_to_end_in_smoke(real_data_dir, tmp_path, capsys):
+    out = tmp_path / "cli-run"
+    assert cli(["train", "--model", "resnet18", "--profile", "smoke", "--image-size", "32",
+                "--out", str(out), "--data-dir", str(real_data_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "test top-1" in printed and str(out) in printed
+    record = json.loads((out / "results.json").read_text())
+    assert record["profile"] == "smoke" and record["image_size"] == 32 and record["epochs_run"] == 1
+
+
 def test_cli_rejects_non_positive_epochs(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli(["train", "--model", "resnet18", "--epochs", "-3"])
