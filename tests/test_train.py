@@ -213,6 +213,21 @@ def test_records_from_older_versions_still_match():
     assert not train.same_config(stored, cfg)
 
 
+def test_architecture_table_prefers_the_labs_own_run(tmp_path):
+    def record(folder, size, top1, finished):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "results.json").write_text(json.dumps({
+            "model": "resnet18", "profile": "smoke", "image_size": size, "epochs_run": 2, "params": 1,
+            "training_seconds": 10.0, "train_images_per_second": 5.0, "best_val_accuracy": top1,
+            "test_top1": top1, "test_top5": 1.0, "split_name": "s", "finished": finished}))
+
+    record("lab05", 64, 0.7, "2026-01-01T10:00:00")
+    record("lab06-experiment", 32, 0.5, "2026-01-01T11:00:00")  # newer, but another input size
+    table = report.architecture_table("smoke", [tmp_path]).set_index("model")
+    assert table.loc["resnet18", "test_top1"] == 0.7 and table.loc["resnet18", "trained_at"] == 64
+    assert np.isnan(table.loc["vgg16", "test_top1"]) and table.loc["vgg16", "params"] > 0
+
+
 def test_evaluation_metrics():
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.4, 0.1], [0.2, 0.5, 0.3]])
     ev = evaluate.Evaluation(labels=np.array([0, 1, 1, 1]), probabilities=probs, class_names=("a", "b", "c"))
