@@ -241,33 +241,31 @@ def _val_accuracy_key(model) -> str:
     return "val_predictions_accuracy" if len(model.outputs) > 1 else "val_accuracy"
 
 
-class EpochTimer:
-    """Adds ``train_seconds`` and ``images_per_second`` (training part of the epoch only) to the
-    logs, so that ``history.csv`` records them."""
+class EpochTimer(keras.callbacks.Callback):
+    """Adds ``train_seconds`` and ``images_per_second`` (training part of the epoch only) and
+    ``learning_rate`` to the logs, so that ``history.csv`` records them."""
 
-    def __new__(cls, batch_size: int):
-        import keras
+    def __init__(self, batch_size: int):
+        super().__init__()
+        self.batch_size = batch_size
 
-        class _Timer(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.start, self.steps, self.train_seconds = time.perf_counter(), 0, None
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.steps, self.train_seconds = time.perf_counter(), 0, None
 
-            def on_train_batch_end(self, batch, logs=None):
-                self.steps += 1
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
 
-            def on_test_begin(self, logs=None):
-                if self.train_seconds is None:
-                    self.train_seconds = time.perf_counter() - self.start
+    def on_test_begin(self, logs=None):
+        if self.train_seconds is None:  # validation starts: the training part is over
+            self.train_seconds = time.perf_counter() - self.start
 
-            def on_epoch_end(self, epoch, logs=None):
-                seconds = self.train_seconds or (time.perf_counter() - self.start)
-                if logs is not None:
-                    logs["train_seconds"] = seconds
-                    logs["images_per_second"] = self.steps * batch_size / max(seconds, 1e-9)
-                    lr = self.model.optimizer.learning_rate
-                    logs["learning_rate"] = float(np.asarray(lr(self.model.optimizer.iterations) if callable(lr) else lr))
-
-        return _Timer()
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = self.train_seconds or (time.perf_counter() - self.start)
+        if logs is not None:
+            logs["train_seconds"] = seconds
+            logs["images_per_second"] = self.steps * self.batch_size / max(seconds, 1e-9)
+            lr = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(np.asarray(lr(self.model.optimizer.iterations) if callable(lr) else lr))
 
 
 def _read_history(path: Path) -> pd.DataFrame:
