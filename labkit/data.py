@@ -554,20 +554,31 @@ def oxflower17(
 
     labels = rows["label"].to_numpy(dtype=np.int32)
     size = int(image_size)
-    if cache:  # decoded once, ever: see decoded_images
-        images = decoded_images(size, data_dir, download=download)[rows["image_id"].to_numpy() - 1]
-        ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    else:  # stream: decode every epoch (little memory)
-        ds = tf.data.Dataset.from_tensor_slices((rows["path"].to_numpy(dtype=str), labels))
-        ds = ds.map(lambda p, y: (decode_and_resize(tf.io.read_file(p), size), y),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    to_float = dtype == "float32"
+
+    def finish(x, y):
+        return (tf.cast(x, tf.float32) / 255.0 if to_float else x), y
+
+    if cache:  # decoded once, ever (see decoded_images); batches are gathered from memory
+        images = tf.constant(decoded_images(size, data_dir, download=download)[rows["image_id"].to_numpy() - 1])
+        labels = tf.constant(labels)
+        # shuffle and batch the row numbers, not the images: the same order as shuffling the
+        # images themselves, without copying every image through a shuffle buffer
+        ds = tf.data.Dataset.range(len(rows))
+        if shuffle:
+            ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
+        ds = ds.map(lambda i: finish(tf.gather(images, i), tf.gather(labels, i)),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+    # stream: decode every epoch (little memory)
+    ds = tf.data.Dataset.from_tensor_slices((rows["path"].to_numpy(dtype=str), labels))
     if shuffle:
         ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda p, y: (decode_and_resize(tf.io.read_file(p), size), y),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
-    if dtype == "float32":
-        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def load_tfds(split: str = "train", data_dir=None, partition: int = 1, **load_kwargs):
