@@ -62,6 +62,8 @@ class TrainConfig:
     mixed_precision: bool = False
     jit_compile: bool = False
     deterministic: bool = False              # bit-for-bit repeatable ops (slower)
+    ema: bool = False                        # validate and keep an exponential moving average of the weights
+    ema_momentum: float = 0.99
 
     def __post_init__(self):
         adam = self.optimizer == "adamw"
@@ -97,6 +99,9 @@ def make_config(model: str, profile: str | Profile | None = None, *, epochs=None
     if name not in lkmodels.available():
         raise ValueError(f"Unknown model {model!r}. Choose one of: {', '.join(lkmodels.available())}.")
     defaults = prof.for_model(name)
+    recipe = {k: v for k, v in defaults.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}
+              and k not in ("image_size", "batch_size", "epochs", "optimizer", "augmentation")}
+    settings = {**recipe, **settings}
     size = image_size or max(defaults["image_size"], lkmodels.min_input_size(name))
     cfg = TrainConfig(
         model=name,
@@ -191,15 +196,17 @@ def build_training_model(cfg: TrainConfig, mean, variance):
 def _optimizer(cfg: TrainConfig, steps_per_epoch: int):
     import keras
 
+    # ema: Polyak averaging of the weights (Polyak & Juditsky 1992), kept by the optimizer
+    ema = dict(use_ema=cfg.ema, ema_momentum=cfg.ema_momentum)
     if cfg.optimizer == "sgd":
         # Keras applies the decay decoupled: w -= lr * wd * w each step (SGD: same as L2 / 2)
-        return keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **ema)
     total = max(1, cfg.epochs * steps_per_epoch)
     warmup = min(total - 1, cfg.warmup_epochs * steps_per_epoch)
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0 if warmup else cfg.learning_rate, decay_steps=max(1, total - warmup),
         warmup_target=cfg.learning_rate if warmup else None, warmup_steps=warmup)
-    return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay)
+    return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, **ema)
 
 
 @keras.saving.register_keras_serializable(package="labkit")
@@ -363,6 +370,9 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
         # the backup outlives fit(): it is removed only once results.json exists, so a crash
         # during evaluation or saving never throws the finished training away
         keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
+        # with ema: validation, the best checkpoint and the final model use the averaged weights;
+        # the backup above (saved before the swap) keeps the raw ones and the average alike
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []),
         keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor=monitor, mode="max",
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=best_so_far),

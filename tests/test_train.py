@@ -135,6 +135,18 @@ def test_finished_run_is_returned_not_retrained(real_data_dir, tmp_path):
         small_run(real_data_dir, out, epochs=1, seed=5)
 
 
+def test_weight_averaging_run_resumes_and_records_it(real_data_dir, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        small_run(real_data_dir, out, optimizer="adamw", ema=True, callbacks=[InterruptAt(1)])
+    seen = EpochsSeen()
+    run = small_run(real_data_dir, out, optimizer="adamw", ema=True, callbacks=[seen])
+    assert seen.epochs == [1] and run.results["config"]["ema"] is True
+    assert 0 <= run.results["test_top1"] <= 1 and np.isfinite(run.history["val_loss"]).all()
+    cfg = train.make_config("resnet18", "smoke", optimizer="adamw", ema=True)
+    assert train._optimizer(cfg, steps_per_epoch=2).use_ema
+
+
 def test_googlenet_with_auxiliary_heads_trains_and_evaluates(real_data_dir, tmp_path):
     run = train.train("googlenet", profile="smoke", image_size=32, batch_size=16, epochs=1, steps_per_epoch=1,
                       out_dir=tmp_path / "g", data_dir=real_data_dir, verbose=0,
