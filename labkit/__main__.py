@@ -55,15 +55,18 @@ def _cmd_train(args) -> int:
     profile = get_profile(args.profile)
     # everything checkable is checked before TensorFlow starts or any data is fetched
     options = dict(_parse_option(o) for o in args.model_option)
+    recipe = {"ema": True} if args.ema else {}
     cfg = train.make_config(model, profile, epochs=args.epochs, image_size=args.image_size,
                             batch_size=args.batch_size, optimizer=args.optimizer, seed=args.seed,
-                            partition=args.partition, augmentation=args.augmentation, model_options=options)
+                            partition=args.partition, augmentation=args.augmentation, model_options=options,
+                            **recipe)
     print(f"training {cfg.model} ({models.min_input_size(cfg.model)} px minimum) at {cfg.image_size} px, "
           f"batch {cfg.batch_size}, {cfg.epochs} epoch(s), profile {cfg.profile}", flush=True)
     run = train.train(cfg.model, profile=profile, epochs=cfg.epochs, image_size=cfg.image_size,
                       batch_size=cfg.batch_size, out_dir=args.out, data_dir=args.data_dir,
                       optimizer=cfg.optimizer, seed=cfg.seed, partition=cfg.partition,
-                      augmentation=cfg.augmentation, model_options=options, overwrite=args.overwrite)
+                      augmentation=cfg.augmentation, model_options=options, overwrite=args.overwrite,
+                      ema=cfg.ema)
     r = run.results
     print(f"test top-1 {r['test_top1']:.1%}, top-5 {r['test_top5']:.1%}; best validation "
           f"{r['best_val_accuracy']:.1%} (epoch {r['best_epoch']}); {r['training_seconds']:.0f} s training; "
@@ -80,6 +83,33 @@ def _cmd_report(args) -> int:
         return 1
     print(report.format_report(table).to_string(index=False))
     return 0
+
+
+def _cmd_assign(args) -> int:
+    from labkit import grading
+
+    grading.assign(args.out, notebooks=args.notebooks or None, run_tests=args.run_tests)
+    return 0
+
+
+def _cmd_grade(args) -> int:
+    from labkit import grading
+    from labkit.profiles import get_profile
+
+    profile = get_profile(args.profile).name if args.profile else None  # refuse a bad name early
+    grading.grade(args.submissions, args.out, autograder=args.autograder, timeout=args.timeout,
+                  jobs=args.jobs, data_dir=args.data_dir, profile=profile)
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
 
 
 def _cmd_refresh_notebooks(args) -> int:
@@ -116,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: the profile's choice for the model)")
     tr.add_argument("--augmentation", choices=("none", "light", "standard", "strong"),
                     help="default: the profile's choice for the model")
+    tr.add_argument("--ema", action="store_true",
+                    help="validate and keep an exponential moving average of the weights (default: the profile's choice)")
     tr.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                     help="builder option, repeatable: aux_classifiers=true, two_gpu=true, version=2, batch_norm=true")
     tr.add_argument("--seed", type=int, default=0)
@@ -129,6 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("runs", nargs="*", help="run folders or folders of runs (default: outputs/)")
     rep.set_defaults(func=_cmd_report)
 
+    asg = sub.add_parser("assign", help="instructors: student versions and autograders of the graded labs (otter-grader)")
+    asg.add_argument("--out", default="dist", help="output folder (default: dist/): student/ and autograder/")
+    asg.add_argument("notebooks", nargs="*", help="master notebooks (default: the graded labs in notebooks/)")
+    asg.add_argument("--run-tests", action="store_true",
+                     help="also execute each solution notebook against its tests (slow: labs train)")
+    asg.set_defaults(func=_cmd_assign)
+
+    grd = sub.add_parser("grade", help="instructors: grade a folder of submitted notebooks offline, write a CSV")
+    grd.add_argument("submissions", help="SUBMISSIONS_DIR/<student>/*.ipynb or SUBMISSIONS_DIR/<student>.ipynb")
+    grd.add_argument("--out", default="grades.csv", help="CSV to write (default: grades.csv)")
+    grd.add_argument("--autograder", help="folder of lab autograders (default: dist/autograder, made if missing)")
+    grd.add_argument("--timeout", type=_positive_float, default=3600,
+                     help="seconds each notebook may run before it is stopped and scored zero (default: 3600)")
+    grd.add_argument("--jobs", type=_positive_int, default=1, help="notebooks graded at the same time (default: 1)")
+    grd.add_argument("--profile", help="profile the notebooks run with (default: $LABKIT_PROFILE or detected); "
+                                       "smoke grades the code exercises in about a minute per lab")
+    grd.add_argument("--data-dir", help="data directory copied for each submission (default: $LABKIT_DATA_DIR or data/)")
+    grd.set_defaults(func=_cmd_grade)
+
     ref = sub.add_parser("refresh-notebooks",
                          help="maintainers: execute lab notebooks and keep only checked outputs")
     ref.add_argument("notebooks", nargs="*", help="default: every notebooks/NN_*.ipynb")
@@ -140,10 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from labkit.data import DataError
+    from labkit.grading import GradingError
 
     try:
         return args.func(args)
-    except (DataError, ValueError) as err:
+    except (DataError, GradingError, ValueError) as err:
         print(f"labkit: error: {err}", file=sys.stderr)
         return 2
 

@@ -33,6 +33,8 @@ class Profile:
     models: dict = dataclasses.field(default_factory=dict)
     # lab 06: one architecture trained with and without augmentation under the same budget
     augmentation_experiment: dict = dataclasses.field(default_factory=dict)
+    # graded labs: the best validation accuracy a lab's run should reach with this profile
+    target_val_accuracy: dict = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -45,6 +47,10 @@ class Profile:
         return settings
 
 
+# about 20 points below the best validation accuracy measured in the cpu profile (README, Results):
+# AlexNet 70.0%, VGG-11 51.8%, GoogLeNet 50.3%, ResNet-18 75.9%
+CPU_TARGETS = {"alexnet": 0.50, "vgg11": 0.30, "googlenet": 0.30, "resnet18": 0.55}
+
 PROFILES: dict[str, Profile] = {
     "gpu": Profile(
         name="gpu",
@@ -52,6 +58,8 @@ PROFILES: dict[str, Profile] = {
         image_size=224, batch_size=64, epochs=60, steps_per_epoch=None,
         mixed_precision=True, jit_compile=True, sample_grid_images=6,
         augmentation_experiment={"model": "resnet18", "image_size": 160, "epochs": 60, "optimizer": "adamw"},
+        # not measured on a GPU here: the cpu profile's targets, which the longer gpu runs exceed
+        target_val_accuracy=CPU_TARGETS,
     ),
     "cpu": Profile(
         name="cpu",
@@ -67,11 +75,15 @@ PROFILES: dict[str, Profile] = {
             "vgg16": {"image_size": 64, "epochs": 20},
             "vgg19": {"image_size": 64, "epochs": 15},
             "googlenet": {"epochs": 40},
-            # AdamW + warm-up + cosine reaches 77% test top-1 in 50 CPU epochs (measured);
-            # the papers' SGD schedule (lr / 10 on plateau) needs more epochs than 15 minutes hold
-            "resnet18": {"epochs": 50, "optimizer": "adamw"},
+            # AdamW + warm-up + cosine with weight averaging: 76.5% test top-1 in 45 CPU epochs,
+            # 14 min 51 s (measured); the papers' SGD schedule (lr / 10 on plateau) needs more
+            # epochs than 15 minutes hold
+            "resnet18": {"epochs": 45, "optimizer": "adamw", "ema": True},
         },
-        augmentation_experiment={"model": "resnet18", "image_size": 64, "epochs": 30, "optimizer": "adamw"},
+        # measured without weight averaging (README, lab 06's experiment)
+        augmentation_experiment={"model": "resnet18", "image_size": 64, "epochs": 30, "optimizer": "adamw",
+                                 "ema": False},
+        target_val_accuracy=CPU_TARGETS,
     ),
     "smoke": Profile(
         name="smoke",

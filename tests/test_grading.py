@@ -1,0 +1,180 @@
+"""Instructor grading (otter-grader): assign offline, no leaks, tests that tell solved from
+unsolved, and batch grading of correct, unsolved, crashing, endless and escaping submissions."""
+import json
+import types
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from labkit import grading
+
+LABS = [p.stem for p in grading.graded_notebooks()]
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    return grading.assign(tmp_path_factory.mktemp("assign") / "dist", log=lambda *_: None)
+
+
+def test_every_lab_01_to_07_has_graded_questions():
+    assert LABS == ["01_cnn_building_blocks", "02_alexnet", "03_vgg", "04_googlenet", "05_resnet",
+                    "06_data_augmentation", "07_compare_architectures"]
+    for lab in LABS:
+        master = grading.graded_notebooks()[LABS.index(lab)]
+        assert grading.questions(master), lab
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_assign_writes_clean_student_and_full_autograder(dist, lab):
+    master = [p for p in grading.graded_notebooks() if p.stem == lab][0]
+    student = dist / "student" / f"{lab}.ipynb"
+    grader = dist / "autograder" / lab
+    assert grading.leaks(master, student) == []
+    names = [q["name"] for q in grading.questions(master)]
+    assert [q["name"] for q in json.loads((grader / "questions.json").read_text())] == names
+    nb = nbformat.read(student, as_version=4)
+    assert not any(c.cell_type == "raw" and "BEGIN" in c.source for c in nb.cells), "otter markup left over"
+    assert "colab.research.google.com" not in nb.cells[0].source, "the badge would open the solutions"
+    assert [c.source for c in nb.cells if c.source.startswith("grader.check(")] == [f'grader.check("{n}")' for n in names]
+    public = nb.metadata["otter"]["tests"]
+    with zipfile.ZipFile(grader / "autograder.zip") as z:
+        full = {Path(n).stem: z.read(n).decode() for n in z.namelist() if n.startswith("tests/")}
+    assert sorted(full) == sorted(names) == sorted(public)
+    for name in names:
+        assert "hidden=True" in full[name], f"{lab}/{name} has no hidden test"
+        assert "hidden=True" not in public[name], f"{lab}/{name}: a hidden test reached the student version"
+        assert "hidden=False" in public[name], f"{lab}/{name} has no public test"
+
+
+def test_leak_check_catches_a_solution_and_a_hidden_test(dist, tmp_path):
+    master = [p for p in grading.graded_notebooks() if p.stem == "05_resnet"][0]
+    nb = nbformat.read(dist / "student" / "05_resnet.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "y = layers.ReLU()(layers.BatchNormalization()(y))\ndef test_basic_block_identity(): pass"))
+    leaky = tmp_path / "leaky.ipynb"
+    nbformat.write(nb, leaky)
+    problems = grading.leaks(master, leaky)
+    assert any("solution line" in p for p in problems) and "hidden test test_basic_block_identity" in problems
+
+
+def test_assign_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(grading.GradingError, match="was not made by"):
+        grading.assign(tmp_path, log=lambda *_: None)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+# ---------------------------------------------------------------- the tests tell solved from unsolved
+def _answer_env(notebook: Path, question: str, context: dict) -> dict:
+    """The globals after running only ``question``'s answer cell (the code cell before its check)."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    check = next(i for i, c in enumerate(cells) if c.source.strip() == f'grader.check("{question}")')
+    answer = next(c for c in reversed(cells[:check]) if c.cell_type == "code")
+    env = dict(context)
+    exec(compile(answer.source, f"<{notebook.stem}:{question}>", "exec"), env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory):
+    """What the answer cells of the record and comparison questions read from earlier cells."""
+    folder = tmp_path_factory.mktemp("run")
+    record = {"model": "alexnet", "profile": "smoke", "best_val_accuracy": 0.125, "best_epoch": 3,
+              "epochs_run": 4, "config": {"epochs": 4}}
+    (folder / "results.json").write_text(json.dumps(record))
+    table = pd.DataFrame({"model": ["alexnet", "vgg11", "resnet18", "lenet5"], "gmacs": [0.3, 1.2, 0.6, 0.001],
+                          "test_top1": [0.6, 0.5, 0.7, float("nan")]})
+    return {"run": types.SimpleNamespace(out_dir=folder, results=record), "table": table}
+
+
+def _score(dist, lab, notebook, context) -> dict:
+    """``{question: (score, possible, [failure messages])}`` from the autograder's test files."""
+    from otter.nbmeta_config import NBMetadataConfig
+    from otter.test_files import create_test_file
+
+    scores = {}
+    with zipfile.ZipFile(dist / "autograder" / lab / "autograder.zip") as z:
+        for member in sorted(n for n in z.namelist() if n.startswith("tests/")):
+            name = Path(member).stem
+            path = dist / f"{lab}-{name}.py"
+            path.write_bytes(z.read(member))
+            test = create_test_file(str(path), NBMetadataConfig())
+            test.run(_answer_env(notebook, name, context))
+            failures = [r.message.strip().splitlines()[-1] for r in test.test_case_results if not r.passed]
+            scores[name] = (test.score, test.possible, failures)
+    return scores
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_solutions_pass_and_student_versions_fail_every_question(dist, lab, context):
+    solved = _score(dist, lab, dist / "autograder" / lab / f"{lab}.ipynb", context)
+    unsolved = _score(dist, lab, dist / "student" / f"{lab}.ipynb", context)
+    assert sorted(solved) == sorted(q["name"] for q in json.loads((dist / "autograder" / lab / "questions.json").read_text()))
+    for name, (score, possible, failures) in solved.items():
+        assert score == possible > 0 and not failures, (name, failures)
+        assert unsolved[name][0] == 0 and unsolved[name][1] == possible, (name, unsolved[name])
+        assert unsolved[name][2], f"{name}: no test failed on the unsolved version"
+
+
+# ---------------------------------------------------------------- batch grading, end to end
+def _with_cell(notebook: Path, after: str, source: str, out: Path, replace: bool = False) -> Path:
+    """``notebook`` with a code cell ``source`` after the cell containing ``after`` (or instead of it)."""
+    nb = nbformat.read(notebook, as_version=4)
+    i = next(i for i, c in enumerate(nb.cells) if after in c.source)
+    if replace:
+        nb.cells[i].source = source.replace("{cell}", nb.cells[i].source)
+    else:
+        nb.cells.insert(i + 1, nbformat.v4.new_code_cell(source))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out)
+    return out
+
+
+def test_grade_folder_correct_unsolved_crashing_endless_escaping(dist, tmp_path, real_data_dir):
+    lab = "01_cnn_building_blocks"
+    solution, student = dist / "autograder" / lab / f"{lab}.ipynb", dist / "student" / f"{lab}.ipynb"
+    subs = tmp_path / "submissions"
+    (subs / "ada").mkdir(parents=True)
+    nbformat.write(nbformat.read(solution, as_version=4), subs / "ada" / f"{lab}.ipynb")
+    nbformat.write(nbformat.read(student, as_version=4), subs / "ben.ipynb")  # loose file: student "ben"
+    # the answer cell raises before it defines output_size
+    _with_cell(solution, "def output_size(", "import labkit_no_such_module\n{cell}", subs / "cara" / "lab01.ipynb",
+               replace=True)
+    _with_cell(solution, "def output_size(", "while True:\n    pass", subs / "dan" / f"{lab}.ipynb")
+    outside = tmp_path / "escaped.txt"
+    _with_cell(solution, "def output_size(", f"open({str(outside)!r}, 'w').write('out')",
+               subs / "eve" / f"{lab}.ipynb")
+    (subs / "eve" / "notes.ipynb").write_text("{not json")
+    lines = []
+    table = grading.grade(subs, tmp_path / "grades.csv", autograder=dist / "autograder", timeout=60, jobs=2,
+                          data_dir=real_data_dir, profile="smoke", log=lines.append)
+    saved = pd.read_csv(tmp_path / "grades.csv", keep_default_na=False)
+    assert list(saved.columns) == grading.CSV_COLUMNS and len(saved) == len(table) == 10
+    rows = saved[saved["question"] == "output_size"].set_index("student")
+    assert rows.loc["ada", "score"] == 2 and rows.loc["ada", "max_score"] == 2 and rows.loc["ada", "message"] == ""
+    assert rows.loc["ben", "score"] == 0 and rows.loc["ben", "message"]
+    assert rows.loc["cara", "score"] == 0 and rows.loc["cara", "message"]
+    assert rows.loc["dan", "score"] == 0 and "time limit" in rows.loc["dan", "message"]
+    assert rows.loc["eve", "score"] == 0 and "outside the submission folder" in rows.loc["eve", "message"]
+    assert not outside.exists()
+    totals = saved[saved["question"] == "TOTAL"].set_index("student")["score"]
+    assert totals.to_dict() == {"ada": 2, "ben": 0, "cara": 0, "dan": 0, "eve": 0}
+    log = "\n".join(lines)
+    assert "cara / 01_cnn_building_blocks: a cell raised ModuleNotFoundError" in log
+    assert "dan / 01_cnn_building_blocks: stopped after the 60 s time limit" in log
+    assert "eve / 01_cnn_building_blocks: tried to write outside the submission folder" in log
+    assert "notes.ipynb: not one of the graded labs" in log
+    # the unsolved student version runs top to bottom: only its checks fail, no cell raises
+    assert not any(("ada /" in line or "ben /" in line) and "raised" in line for line in lines), log
+
+
+def test_grade_refuses_bad_input(tmp_path, dist):
+    with pytest.raises(grading.GradingError, match="is not a folder"):
+        grading.grade(tmp_path / "missing", autograder=dist / "autograder")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(grading.GradingError, match="no lab notebook"):
+        grading.grade(tmp_path / "empty", tmp_path / "g.csv", autograder=dist / "autograder", log=lambda *_: None)
+    assert not (tmp_path / "g.csv").exists()
