@@ -21,14 +21,24 @@ def _cmd_data(args) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _positive(kind):
+    """An argparse type: a whole number (``int``) at least 1, or a positive ``float``."""
+    what = "a whole number" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {text}" if kind is int
+                                             else f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+_positive_int, _positive_float = _positive(int), _positive(float)
 
 
 def _parse_option(text: str):
@@ -100,16 +110,6 @@ def _cmd_grade(args) -> int:
     grading.grade(args.submissions, args.out, autograder=args.autograder, timeout=args.timeout,
                   jobs=args.jobs, data_dir=args.data_dir, profile=profile)
     return 0
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def _cmd_refresh_notebooks(args) -> int:

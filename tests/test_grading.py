@@ -178,3 +178,17 @@ def test_grade_refuses_bad_input(tmp_path, dist):
     with pytest.raises(grading.GradingError, match="no lab notebook"):
         grading.grade(tmp_path / "empty", tmp_path / "g.csv", autograder=dist / "autograder", log=lambda *_: None)
     assert not (tmp_path / "g.csv").exists()
+
+
+def test_cli_assign_and_grade(tmp_path, capsys):
+    from labkit.__main__ import main
+
+    lab01 = grading.graded_notebooks()[0]
+    assert main(["assign", "--out", str(tmp_path / "dist"), str(lab01)]) == 0
+    assert (tmp_path / "dist" / "student" / lab01.name).is_file()
+    assert "01_cnn_building_blocks: 1 question" in capsys.readouterr().out
+    assert main(["grade", str(tmp_path / "nowhere"), "--autograder", str(tmp_path / "dist" / "autograder")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["grade", str(tmp_path), "--timeout", "-5"])
+    assert "must be positive" in capsys.readouterr().err
