@@ -141,7 +141,8 @@ def _student_badge(source: Path, dest: Path) -> None:
 
 
 def assign(out: str | os.PathLike = "dist", notebooks=None, run_tests: bool = False, log=print) -> Path:
-    """Write ``out/student/<lab>.ipynb`` (solutions and hidden tests removed) and
+    """Write ``out/student/<lab>.ipynb`` (solutions and hidden tests removed; the public tests
+    in its metadata and in ``out/student/tests/``) and
     ``out/autograder/<lab>/`` (solution notebook, all tests, otter's autograder zip, the question
     list) for every graded lab. Works offline. A folder that ``assign`` did not make is never
     overwritten; the new versions replace the old ones only once all labs have succeeded."""
@@ -162,6 +163,11 @@ def assign(out: str | os.PathLike = "dist", notebooks=None, run_tests: bool = Fa
             student = staging / "student" / f"{lab}.ipynb"
             student.parent.mkdir(parents=True, exist_ok=True)
             _student_badge(made / "student" / f"{lab}.ipynb", student)
+            # the public tests also as files, for Colab, where otter reads tests only from tests/
+            tests = staging / "student" / "tests"
+            tests.mkdir(exist_ok=True)
+            for name, source in nbformat.read(student, as_version=4).metadata["otter"]["tests"].items():
+                (tests / f"{name}.py").write_text(source)
             problems = leaks(master, student)
             if problems:
                 raise GradingError(f"the student version of {lab} would reveal: {'; '.join(problems)}. "

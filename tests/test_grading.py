@@ -44,6 +44,7 @@ def test_assign_writes_clean_student_and_full_autograder(dist, lab):
         full = {Path(n).stem: z.read(n).decode() for n in z.namelist() if n.startswith("tests/")}
     assert sorted(full) == sorted(names) == sorted(public)
     for name in names:
+        assert (dist / "student" / "tests" / f"{name}.py").read_text() == public[name]
         assert "hidden=True" in full[name], f"{lab}/{name} has no hidden test"
         assert "hidden=True" not in public[name], f"{lab}/{name}: a hidden test reached the student version"
         assert "hidden=False" in public[name], f"{lab}/{name} has no public test"
@@ -192,3 +193,23 @@ def test_cli_assign_and_grade(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["grade", str(tmp_path), "--timeout", "-5"])
     assert "must be positive" in capsys.readouterr().err
+
+
+def test_grader_cell_never_breaks_a_lab(monkeypatch, capsys, tmp_path):
+    import otter
+
+    from labkit import nbtools
+
+    monkeypatch.chdir(grading.graded_notebooks()[0].parent)  # where the lab runs
+    assert isinstance(nbtools.grader("01_cnn_building_blocks.ipynb"), otter.Notebook)
+    monkeypatch.chdir(tmp_path)  # a renamed or moved notebook: otter cannot find its tests
+    nbtools.grader("01_cnn_building_blocks.ipynb").check("output_size")
+    assert "cannot run here" in capsys.readouterr().out
+
+    def colab(*args, **kwargs):
+        raise ValueError("Tests directory ./tests does not exist")
+
+    monkeypatch.setattr(otter, "Notebook", colab)  # what otter does on Colab without tests/
+    stand_in = nbtools.grader("01_cnn_building_blocks.ipynb")
+    stand_in.check("output_size")
+    assert "cannot run here: Tests directory ./tests does not exist" in capsys.readouterr().out
