@@ -279,6 +279,7 @@ def grade_notebook(notebook: Path, lab: str, autograder: Path, *, timeout: float
     ``questions`` was not graded (the run failed before it)."""
     from labkit import data as lkdata
 
+    notebook, autograder = Path(notebook).resolve(), Path(autograder).resolve()  # the worker runs elsewhere
     base = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
     box = base / "box"            # the submission's folder: the only place it may write
     try:
@@ -388,7 +389,7 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike = "grades.csv",
     if timeout <= 0 or jobs < 1:
         raise GradingError("--timeout must be positive and --jobs at least 1.")
     with contextlib.ExitStack() as stack:
-        graders = Path(autograder) if autograder else Path("dist") / "autograder"
+        graders = (Path(autograder) if autograder else Path("dist") / "autograder").resolve()
         if not graders.is_dir():
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="labkit-assign-")))
             log(f"[labkit.grade] no {graders}/ yet: generating the autograders (offline) first")

@@ -181,13 +181,21 @@ def test_grade_refuses_bad_input(tmp_path, dist):
     assert not (tmp_path / "g.csv").exists()
 
 
-def test_cli_assign_and_grade(tmp_path, capsys):
+def test_cli_assign_and_grade(tmp_path, capsys, monkeypatch, real_data_dir):
     from labkit.__main__ import main
 
     lab01 = grading.graded_notebooks()[0]
-    assert main(["assign", "--out", str(tmp_path / "dist"), str(lab01)]) == 0
+    monkeypatch.chdir(tmp_path)  # as an instructor would: relative default folders
+    assert main(["assign", str(lab01)]) == 0
     assert (tmp_path / "dist" / "student" / lab01.name).is_file()
     assert "01_cnn_building_blocks: 1 question" in capsys.readouterr().out
+    (tmp_path / "subs" / "ben").mkdir(parents=True)
+    nbformat.write(nbformat.read(tmp_path / "dist" / "student" / lab01.name, as_version=4),
+                   tmp_path / "subs" / "ben" / lab01.name)
+    assert main(["grade", "subs", "--profile", "smoke", "--timeout", "300", "--data-dir", str(real_data_dir)]) == 0
+    grades = pd.read_csv(tmp_path / "grades.csv", keep_default_na=False)
+    row = grades[grades["question"] == "output_size"].iloc[0]
+    assert row["student"] == "ben" and row["score"] == 0 and row["message"].startswith("AssertionError"), row.to_dict()
     assert main(["grade", str(tmp_path / "nowhere"), "--autograder", str(tmp_path / "dist" / "autograder")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
