@@ -2,6 +2,7 @@
 
     python benchmarks/train_throughput.py --models alexnet vgg16 googlenet resnet18 --image-size 112 --batch 32
     python benchmarks/train_throughput.py --ab --image-size 112 --batch 16     # labkit / keras ratio
+    python benchmarks/train_throughput.py --models resnet18 --image-size 128 --precision float32 mixed_bfloat16
 
 Synthetic batches held in memory (the input pipeline is measured by pipeline_throughput.py), SGD
 with momentum, the current precision policy; a few warm-up steps (tracing, autotuning) are not
@@ -52,11 +53,15 @@ def main(argv=None):
     p.add_argument("--jit", action="store_true", help="XLA-compile the train step")
     p.add_argument("--ab", nargs="*", choices=("vgg16", "resnet50"),
                    help="A/B: labkit vs keras.applications (VGG16 and ResNet50, or the ones named)")
-    p.add_argument("--repeats", type=int, default=3, help="A/B: alternating measurements per model (median)")
+    p.add_argument("--repeats", type=int, default=3, help="alternating measurements per model (A/B, precisions)")
+    p.add_argument("--precision", nargs="+", default=["float32"],
+                   choices=("float32", "mixed_bfloat16", "mixed_float16"),
+                   help="Keras dtype policies to compare (alternated, best of --repeats; the first is the baseline)")
     args = p.parse_args(argv)
     size, batch = args.image_size, args.batch
+    keras.mixed_precision.set_global_policy(args.precision[0])
     print(f"# training images/s, {size}x{size}x3, batch {batch}, 17 classes, policy "
-          f"{keras.mixed_precision.global_policy().name}, jit={args.jit}")
+          f"{', '.join(args.precision)}, jit={args.jit}")
     if args.ab is not None:
         pairs = [
             ("vgg16", lambda: models.build("vgg16", 17, (size, size, 3)),
@@ -80,10 +85,24 @@ def main(argv=None):
                   f"{', '.join(f'{v:.1f}' for v in runs['labkit'])}; keras {', '.join(f'{v:.1f}' for v in runs['keras'])})")
         return
     for name in args.models:
-        model = models.build(name, 17, (max(size, models.min_input_size(name)),) * 2 + (3,))
-        ips = throughput(model, max(size, models.min_input_size(name)), batch, args.steps, args.warmup, args.jit)
-        print(f"{name:10s} {ips:8.1f} img/s   ({680 / ips:6.1f} s per OxFlower17 training epoch)")
-        keras.backend.clear_session()
+        side = max(size, models.min_input_size(name))
+        if len(args.precision) == 1:
+            ips = throughput(models.build(name, 17, (side, side, 3)), side, batch, args.steps, args.warmup, args.jit)
+            print(f"{name:10s} {ips:8.1f} img/s   ({680 / ips:6.1f} s per OxFlower17 training epoch)")
+            keras.backend.clear_session()
+            continue
+        runs = {policy: [] for policy in args.precision}
+        for _ in range(args.repeats):
+            for policy in args.precision:
+                keras.mixed_precision.set_global_policy(policy)
+                runs[policy].append(throughput(models.build(name, 17, (side, side, 3)), side, batch,
+                                               args.steps, args.warmup, args.jit))
+                keras.backend.clear_session()
+        base = max(runs[args.precision[0]])
+        for policy, values in runs.items():
+            print(f"{name:10s} {policy:15s} {max(values):8.1f} img/s   x{max(values) / base:4.2f}   "
+                  f"(best of {args.repeats}; all runs {', '.join(f'{v:.1f}' for v in values)})")
+        keras.mixed_precision.set_global_policy(args.precision[0])
 
 
 if __name__ == "__main__":

@@ -30,13 +30,14 @@ def keras_augmentation(strength: str = "standard", seed: int | None = None, name
     if s is None:
         return None
     L = keras.layers
+    f32 = dict(seed=seed, dtype="float32")  # under mixed precision too: bfloat16 warps are slower on CPUs
     return keras.Sequential([
-        L.RandomFlip("horizontal", seed=seed, name="flip"),
-        L.RandomRotation(s["rotation"], fill_mode="reflect", seed=seed, name="rotation"),
-        L.RandomZoom(-s["zoom"], fill_mode="reflect", seed=seed, name="zoom"),  # zoom in only
-        L.RandomTranslation(s["translation"], s["translation"], fill_mode="reflect", seed=seed, name="translation"),
-        L.RandomContrast(s["contrast"], value_range=(0, 1), seed=seed, name="contrast"),
-        L.RandomBrightness(s["brightness"], value_range=(0, 1), seed=seed, name="brightness"),
+        L.RandomFlip("horizontal", name="flip", **f32),
+        L.RandomRotation(s["rotation"], fill_mode="reflect", name="rotation", **f32),
+        L.RandomZoom(-s["zoom"], fill_mode="reflect", name="zoom", **f32),  # zoom in only
+        L.RandomTranslation(s["translation"], s["translation"], fill_mode="reflect", name="translation", **f32),
+        L.RandomContrast(s["contrast"], value_range=(0, 1), name="contrast", **f32),
+        L.RandomBrightness(s["brightness"], value_range=(0, 1), name="brightness", **f32),
     ], name=name)
 
 

@@ -57,3 +57,38 @@ def test_setup_seeds_make_draws_repeatable():
     a = (np.random.rand(), float(tf.random.uniform(())))
     env.setup(seed=3, profile="smoke", verbose=False)
     assert a == (np.random.rand(), float(tf.random.uniform(())))
+
+
+@pytest.mark.parametrize("flags, native", [
+    ("fpu sse2 avx2 avx512f avx512_vnni avx512_bf16", True),   # Cooper Lake, Zen 4
+    ("fpu sse2 avx2 avx512f amx_tile amx_bf16", True),         # Sapphire Rapids
+    ("fpu sse2 avx2 avx512f avx512_vnni", False),               # Cascade Lake: bfloat16 emulated
+])
+def test_cpu_bfloat16_is_read_from_the_cpu_flags(tmp_path, flags, native):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n")
+    assert env.cpu_has_native_bfloat16(str(info)) is native
+    assert env.cpu_has_native_bfloat16(str(tmp_path / "missing")) is False  # not Linux: float32
+
+
+def test_precision_policy_follows_the_hardware(monkeypatch):
+    monkeypatch.setattr(env, "cpu_has_native_bfloat16", lambda: True)
+    assert env.precision_policy(False, gpus=1) == "float32"       # the profile did not ask
+    assert env.precision_policy(True, gpus=1) == "mixed_float16"  # GPU: float16 with loss scaling
+    assert env.precision_policy(True, gpus=0) == "mixed_bfloat16"
+    monkeypatch.setattr(env, "cpu_has_native_bfloat16", lambda: False)
+    assert env.precision_policy(True, gpus=0) == "float32"        # emulated bfloat16 would be slower
+
+
+def test_a_model_recipe_may_ask_for_mixed_precision(monkeypatch):
+    from labkit import train
+
+    monkeypatch.setattr(env, "cpu_has_native_bfloat16", lambda: False)
+    cfg = train.make_config("resnet18", "smoke", mixed_precision=True)
+    assert cfg.mixed_precision and not train.make_config("resnet18", "smoke").mixed_precision
+    import keras
+
+    try:
+        assert train.set_precision(cfg) == "float32" == keras.mixed_precision.global_policy().name
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
