@@ -66,6 +66,10 @@ def _cmd_train(args) -> int:
     # everything checkable is checked before TensorFlow starts or any data is fetched
     options = dict(_parse_option(o) for o in args.model_option)
     recipe = {"ema": True} if args.ema else {}
+    if args.mixing:
+        recipe["mixing"] = args.mixing
+    if args.train_split:
+        recipe["train_split"] = args.train_split
     cfg = train.make_config(model, profile, epochs=args.epochs, image_size=args.image_size,
                             batch_size=args.batch_size, optimizer=args.optimizer, seed=args.seed,
                             partition=args.partition, augmentation=args.augmentation, model_options=options,
@@ -76,11 +80,12 @@ def _cmd_train(args) -> int:
                       batch_size=cfg.batch_size, out_dir=args.out, data_dir=args.data_dir,
                       optimizer=cfg.optimizer, seed=cfg.seed, partition=cfg.partition,
                       augmentation=cfg.augmentation, model_options=options, overwrite=args.overwrite,
-                      ema=cfg.ema)
+                      ema=cfg.ema, mixing=cfg.mixing, train_split=cfg.train_split)
     r = run.results
-    print(f"test top-1 {r['test_top1']:.1%}, top-5 {r['test_top5']:.1%}; best validation "
-          f"{r['best_val_accuracy']:.1%} (epoch {r['best_epoch']}); {r['training_seconds']:.0f} s training; "
-          f"record in {run.out_dir}")
+    chosen = (f"best validation {r['best_val_accuracy']:.1%} (epoch {r['best_epoch']})" if r["best_val_accuracy"]
+              is not None else f"final weights after {r['epochs_run']} epochs on train + val")
+    print(f"test top-1 {r['test_top1']:.1%}, top-5 {r['test_top5']:.1%}, 10-crop {r['test_top1_10crop']:.1%}; "
+          f"{chosen}; {r['training_seconds']:.0f} s training; record in {run.out_dir}")
     return 0
 
 
@@ -148,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="default: the profile's choice for the model")
     tr.add_argument("--ema", action="store_true",
                     help="validate and keep an exponential moving average of the weights (default: the profile's choice)")
+    tr.add_argument("--mixing", choices=("none", "mixup", "cutmix"),
+                    help="mix pairs of training images and their labels: mixup or CutMix (default: the profile's choice)")
+    tr.add_argument("--train-split", choices=("train", "trainval"),
+                    help="train: choose the epoch by validation accuracy (default); trainval: once the recipe "
+                         "is chosen, fit it on train + val (1,020 images) and keep the final weights (needs adamw)")
     tr.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                     help="builder option, repeatable: aux_classifiers=true, two_gpu=true, version=2, batch_norm=true")
     tr.add_argument("--seed", type=int, default=0)

@@ -36,6 +36,13 @@ from labkit.profiles import Profile, get_profile
 
 RESULTS_VERSION = 1
 OPTIMIZERS = ("sgd", "adamw")
+# mixing two training images and their labels: mixup (Zhang et al. 2018) blends whole images,
+# CutMix (Yun et al. 2019) pastes a patch of one into the other; labels mix in proportion
+MIXINGS = ("none", "mixup", "cutmix")
+# "train": fit on the training split, choose the epoch by validation accuracy (the labs);
+# "trainval": once a recipe is chosen, fit it on training + validation images (1,020) and keep
+# the final weights, the usual protocol for a final test figure (as in Nilsback & Zisserman 2006)
+TRAIN_SPLITS = ("train", "trainval")
 
 
 @dataclasses.dataclass
@@ -64,6 +71,8 @@ class TrainConfig:
     deterministic: bool = False              # bit-for-bit repeatable ops (slower)
     ema: bool = False                        # validate and keep an exponential moving average of the weights
     ema_momentum: float = 0.99
+    mixing: str = "none"                     # none, mixup or cutmix (training batches only)
+    train_split: str = "train"               # train, or trainval (no validation: final weights)
 
     def __post_init__(self):
         adam = self.optimizer == "adamw"
@@ -75,7 +84,8 @@ class TrainConfig:
             self.label_smoothing = 0.1 if adam else 0.0
 
 
-def check_arguments(model: str, image_size: int, epochs: int, batch_size: int, optimizer: str) -> None:
+def check_arguments(model: str, image_size: int, epochs: int, batch_size: int, optimizer: str,
+                    mixing: str = "none", train_split: str = "train") -> None:
     """Refuse bad arguments before any work, with messages that say what to do."""
     if model.strip().lower().replace("-", "").replace("_", "") not in lkmodels.available():
         raise ValueError(f"Unknown model {model!r}. Choose one of: {', '.join(lkmodels.available())}.")
@@ -88,6 +98,13 @@ def check_arguments(model: str, image_size: int, epochs: int, batch_size: int, o
         raise ValueError(f"batch size must be a positive whole number, got {batch_size!r}.")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}.")
+    if mixing not in MIXINGS:
+        raise ValueError(f"mixing must be one of {', '.join(MIXINGS)}, got {mixing!r}.")
+    if train_split not in TRAIN_SPLITS:
+        raise ValueError(f"train_split must be one of {', '.join(TRAIN_SPLITS)}, got {train_split!r}.")
+    if train_split == "trainval" and optimizer != "adamw":
+        raise ValueError("training on train + val leaves no validation accuracy for SGD's schedule "
+                         "(lr / 10 on plateau); use the fixed cosine schedule: optimizer 'adamw'.")
 
 
 def make_config(model: str, profile: str | Profile | None = None, *, epochs=None, image_size=None,
@@ -101,7 +118,7 @@ def make_config(model: str, profile: str | Profile | None = None, *, epochs=None
     defaults = prof.for_model(name)
     recipe = {k: v for k, v in defaults.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}
               and k not in ("image_size", "batch_size", "epochs", "optimizer", "augmentation")}
-    settings = {**recipe, **settings}
+    settings = {"mixed_precision": prof.mixed_precision, "jit_compile": prof.jit_compile, **recipe, **settings}
     size = image_size or max(defaults["image_size"], lkmodels.min_input_size(name))
     cfg = TrainConfig(
         model=name,
@@ -110,17 +127,18 @@ def make_config(model: str, profile: str | Profile | None = None, *, epochs=None
         epochs=defaults["epochs"] if epochs is None else epochs,
         steps_per_epoch=prof.steps_per_epoch if steps_per_epoch == "profile" else steps_per_epoch,
         optimizer=optimizer or defaults["optimizer"], augmentation=augmentation or defaults["augmentation"],
-        mixed_precision=prof.mixed_precision, jit_compile=prof.jit_compile, **settings)
-    check_arguments(cfg.model, cfg.image_size, cfg.epochs, cfg.batch_size, cfg.optimizer)
+        **settings)
+    check_arguments(cfg.model, cfg.image_size, cfg.epochs, cfg.batch_size, cfg.optimizer, cfg.mixing,
+                    cfg.train_split)
     return cfg
 
 
 def set_precision(cfg: TrainConfig) -> str:
-    """``mixed_float16`` (float16 maths, float32 weights; Keras scales the loss) when the profile
-    asks for it and a GPU is there, else ``float32``. Returns the policy's name."""
-    import tensorflow as tf
+    """Set the Keras dtype policy for ``cfg`` (``labkit.env.precision_policy``: ``mixed_float16``
+    on a GPU, ``mixed_bfloat16`` on a CPU with native bfloat16, else ``float32``); return it."""
+    from labkit.env import precision_policy
 
-    policy = "mixed_float16" if cfg.mixed_precision and tf.config.list_physical_devices("GPU") else "float32"
+    policy = precision_policy(cfg.mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
     return policy
 
@@ -137,8 +155,34 @@ def distribution_strategy():
     return tf.distribute.get_strategy()
 
 
+def mixing_layer(mixing: str, seed: int | None = None):
+    """The Keras layer that mixes a batch (``{"images", "labels"}`` with one-hot labels), or None."""
+    if mixing not in MIXINGS:
+        raise ValueError(f"mixing must be one of {', '.join(MIXINGS)}, got {mixing!r}.")
+    if mixing == "mixup":
+        # float32 also under a mixed-precision policy: the pipeline runs outside the model
+        return keras.layers.MixUp(alpha=0.2, seed=seed, dtype="float32")   # the paper's ImageNet alpha
+    if mixing == "cutmix":
+        return keras.layers.CutMix(factor=1.0, seed=seed, dtype="float32")  # the paper's Beta(1, 1) areas
+    return None
+
+
 def _datasets(cfg: TrainConfig, data_dir, outputs: int):
+    """Training and validation batches (uint8 images) and test batches (float, for the inference
+    model). With ``cfg.mixing`` the training and validation labels are one-hot, and training
+    batches are mixed in the input pipeline (cheap blends and copies; the model's own
+    augmentation layers still run on the accelerator). With ``train_split="trainval"`` the
+    validation images are training images, and there are no validation batches (``None``)."""
     import tensorflow as tf
+
+    mixer = mixing_layer(cfg.mixing, seed=cfg.seed)
+
+    def one_hot(x, y):
+        return x, tf.one_hot(y, lkdata.NUM_CLASSES)
+
+    def mix(x, y):
+        out = mixer({"images": tf.cast(x, tf.float32), "labels": y}, training=True)
+        return tf.cast(tf.clip_by_value(tf.round(out["images"]), 0, 255), tf.uint8), out["labels"]
 
     def targets(ds):
         def to_targets(x, y):
@@ -146,12 +190,16 @@ def _datasets(cfg: TrainConfig, data_dir, outputs: int):
         return ds.map(to_targets, num_parallel_calls=tf.data.AUTOTUNE)
 
     common = dict(image_size=cfg.image_size, partition=cfg.partition, data_dir=data_dir)
-    train = lkdata.oxflower17("train", batch_size=cfg.batch_size, seed=cfg.seed, dtype="uint8", **common)
-    val = lkdata.oxflower17("val", batch_size=cfg.batch_size, dtype="uint8", **common)
+    train = lkdata.oxflower17(cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed, dtype="uint8", **common)
+    val = (lkdata.oxflower17("val", batch_size=cfg.batch_size, dtype="uint8", **common)
+           if cfg.train_split == "train" else None)
     test = lkdata.oxflower17("test", batch_size=cfg.batch_size, **common)  # float: for the inference model
+    if mixer is not None:
+        train = train.map(one_hot).map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+        val = val.map(one_hot) if val is not None else None
     if cfg.steps_per_epoch is not None:
         train = train.repeat()
-    return targets(train), targets(val), test
+    return targets(train), (targets(val) if val is not None else None), test
 
 
 def channel_statistics(dataset, batches: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -230,10 +278,15 @@ def compile_model(model, cfg: TrainConfig, steps_per_epoch: int):
     import keras
 
     outputs = list(model.output_names)
-    loss = (SmoothedSparseCrossentropy(lkdata.NUM_CLASSES, cfg.label_smoothing) if cfg.label_smoothing > 0
-            else keras.losses.SparseCategoricalCrossentropy())
-    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-               keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]
+    if cfg.mixing != "none":  # mixed (soft) labels: training accuracy counts the larger share as right
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"),
+                   keras.metrics.TopKCategoricalAccuracy(5, name="top5")]
+    else:
+        loss = (SmoothedSparseCrossentropy(lkdata.NUM_CLASSES, cfg.label_smoothing) if cfg.label_smoothing > 0
+                else keras.losses.SparseCategoricalCrossentropy())
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                   keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]
     if len(outputs) > 1:  # GoogLeNet: main + auxiliary heads (GoogLeNet section 5: weight 0.3)
         model.compile(optimizer=_optimizer(cfg, steps_per_epoch),
                       loss={n: loss for n in outputs},
@@ -278,7 +331,8 @@ class EpochTimer(keras.callbacks.Callback):
 def _read_history(path: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame()
-    history = pd.read_csv(path)
+    # Keras' CSVLogger writes empty val_* columns when there is no validation (trainval): drop them
+    history = pd.read_csv(path).dropna(axis=1, how="all")
     # an epoch written twice (crash between the log and the backup) keeps its last row
     return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
 
@@ -302,7 +356,7 @@ def same_config(stored: dict, cfg: TrainConfig) -> bool:
 
 
 def run_name(cfg: TrainConfig) -> str:
-    """``<model>[_options]_<profile>_<size>px[_<optimizer>][_aug-<strength>][_seed<n>]``: the
+    """``<model>[_options]_<profile>_<size>px[_<optimizer>][_aug-<strength>][_<mixing>][_trainval][_seed<n>]``: the
     bracketed parts appear only where they differ from the profile's defaults for the model."""
     defaults = get_profile(cfg.profile).for_model(cfg.model)
     name = cfg.model + "".join(f"_{k}-{v}" for k, v in sorted(cfg.model_options.items()))
@@ -311,6 +365,10 @@ def run_name(cfg: TrainConfig) -> str:
         name += f"_{cfg.optimizer}"
     if cfg.augmentation != defaults["augmentation"]:
         name += f"_aug-{cfg.augmentation}"
+    if cfg.mixing != defaults.get("mixing", "none"):
+        name += f"_{cfg.mixing}"
+    if cfg.train_split != defaults.get("train_split", "train"):
+        name += f"_{cfg.train_split}"
     if cfg.seed != 0:
         name += f"_seed{cfg.seed}"
     return name
@@ -353,18 +411,20 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
     index = lkdata.oxflower17_index(data_dir, cfg.partition)
     aux = cfg.model == "googlenet" and cfg.model_options.get("aux_classifiers", False)
     train_ds, val_ds, test_ds = _datasets(cfg, data_dir, outputs=3 if aux else 1)
-    mean, variance = channel_statistics(lkdata.oxflower17("train", cfg.image_size, cfg.batch_size,
+    mean, variance = channel_statistics(lkdata.oxflower17(cfg.train_split, cfg.image_size, cfg.batch_size,
                                                           data_dir=data_dir, partition=cfg.partition, shuffle=False))
-    steps = cfg.steps_per_epoch or math.ceil(int((index["split"] == "train").sum()) / cfg.batch_size)
+    fitted = {"train": ["train"], "trainval": ["train", "val"]}[cfg.train_split]
+    steps = cfg.steps_per_epoch or math.ceil(int(index["split"].isin(fitted).sum()) / cfg.batch_size)
 
     strategy = distribution_strategy()
     with strategy.scope():
         model, inference, net = build_training_model(cfg, mean, variance)
         compile_model(model, cfg, steps)
-    monitor = _val_accuracy_key(model)
+    monitor = _val_accuracy_key(model) if val_ds is not None else None
     earlier = _read_history(history_path) if resuming else pd.DataFrame()
     # after a resume, only an epoch better than every earlier one may replace best.weights.h5
-    best_so_far = float(earlier[monitor].max()) if monitor in earlier and (out / "best.weights.h5").is_file() else None
+    best_so_far = (float(earlier[monitor].max()) if monitor and monitor in earlier
+                   and (out / "best.weights.h5").is_file() else None)
     cbs = [
         EpochTimer(cfg.batch_size),
         # the backup outlives fit(): it is removed only once results.json exists, so a crash
@@ -373,9 +433,10 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
         # with ema: validation, the best checkpoint and the final model use the averaged weights;
         # the backup above (saved before the swap) keeps the raw ones and the average alike
         *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []),
-        keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor=monitor, mode="max",
-                                        save_best_only=True, save_weights_only=True,
-                                        initial_value_threshold=best_so_far),
+        # without validation (trainval) the final weights are the model: nothing to choose from
+        *([keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor=monitor, mode="max",
+                                           save_best_only=True, save_weights_only=True,
+                                           initial_value_threshold=best_so_far)] if monitor else []),
         keras.callbacks.CSVLogger(str(history_path), append=True),
         keras.callbacks.TerminateOnNaN(),
         *callbacks,
@@ -391,7 +452,7 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
               callbacks=cbs, verbose=verbose, shuffle=False)  # tf.data shuffles (seeded)
     wall = time.perf_counter() - started
 
-    if (out / "best.weights.h5").is_file():
+    if monitor and (out / "best.weights.h5").is_file():  # trainval: the final (averaged) weights
         model.load_weights(str(out / "best.weights.h5"))
     from labkit.evaluate import evaluate, evaluate_ten_crop
 
@@ -456,7 +517,8 @@ def _results(cfg, net, index, history, evaluation, wall, monitor) -> dict:
     from labkit.env import device_report
 
     val_col = monitor if monitor in history else "val_accuracy"
-    best_row = history.loc[history[val_col].idxmax()] if len(history) else None
+    # trainval: no validation, so no best epoch (null in the record)
+    best_row = history.loc[history[val_col].idxmax()] if len(history) and val_col in history else None
     steady = history["images_per_second"].iloc[1:] if len(history) > 1 else history.get("images_per_second", pd.Series(dtype=float))
     return {
         "results_version": RESULTS_VERSION,

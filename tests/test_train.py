@@ -268,3 +268,54 @@ def test_ten_crop_evaluation_runs_on_the_test_split(real_data_dir):
     ev = evaluate.evaluate_ten_crop(model, data.CLASS_NAMES, "test", 32, data_dir=real_data_dir)
     assert ev.probabilities.shape == (340, 17) and len(ev.labels) == 340
     np.testing.assert_allclose(ev.probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mixing, policy", [("mixup", "float32"), ("cutmix", "mixed_bfloat16")])
+def test_mixed_batches_keep_uint8_images_and_labels_that_sum_to_one(real_data_dir, mixing, policy):
+    cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=16, mixing=mixing)
+    keras.mixed_precision.set_global_policy(policy)  # the pipeline mixes in float32 under any policy
+    try:
+        train_ds, val_ds, _ = train._datasets(cfg, real_data_dir, outputs=1)
+        images, labels = next(iter(train_ds))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    labels = np.asarray(labels)
+    assert images.dtype == "uint8" and images.shape == (16, 32, 32, 3)
+    assert labels.shape == (16, 17) and np.allclose(labels.sum(axis=1), 1.0, atol=1e-5)
+    assert (labels > 0).sum(axis=1).max() <= 2        # a mix of at most two images' classes
+    assert ((labels > 0) & (labels < 1)).any()        # ... and some really are mixed
+    _, val_labels = next(iter(val_ds))
+    assert set(np.unique(np.asarray(val_labels))) <= {0.0, 1.0}  # validation images are never mixed
+
+
+def test_cutmix_run_trains_and_records_it(real_data_dir, tmp_path):
+    run = small_run(real_data_dir, tmp_path / "cutmix", optimizer="adamw", mixing="cutmix")
+    assert run.results["config"]["mixing"] == "cutmix"
+    assert np.isfinite(run.history["loss"]).all() and 0 <= run.results["test_top1"] <= 1
+    assert train.run_name(train.make_config("resnet18", "smoke", image_size=32, mixing="cutmix")).endswith("_cutmix")
+    with pytest.raises(ValueError, match="mixing must be one of none, mixup, cutmix"):
+        train.make_config("resnet18", "smoke", mixing="cutout")
+
+
+def test_trainval_run_fits_train_and_val_and_keeps_the_final_weights(real_data_dir, tmp_path):
+    cfg = train.make_config("resnet18", "smoke", image_size=32, optimizer="adamw", train_split="trainval",
+                            steps_per_epoch=None)
+    train_ds, val_ds, _ = train._datasets(cfg, real_data_dir, outputs=1)
+    assert val_ds is None
+    assert sum(len(y) for _, y in train_ds) == 680 + 340     # one pass: training and validation images
+    run = small_run(real_data_dir, tmp_path / "tv", optimizer="adamw", ema=True, train_split="trainval")
+    r = run.results
+    assert r["best_val_accuracy"] is None and r["best_epoch"] is None and r["epochs_run"] == 2
+    assert r["config"]["train_split"] == "trainval" and 0 <= r["test_top1"] <= 1
+    assert "val_accuracy" not in run.history and not (tmp_path / "tv" / "best.weights.h5").exists()
+    assert train.run_name(cfg).endswith("_adamw_trainval")
+    table = report.format_report(report.collect([tmp_path / "tv"]))
+    assert table["best val"].iloc[0] == ""                   # the report leaves it blank
+
+
+def test_trainval_needs_a_schedule_without_validation(capsys, tmp_path):
+    with pytest.raises(ValueError, match="optimizer 'adamw'"):
+        train.make_config("resnet18", "smoke", optimizer="sgd", train_split="trainval")
+    assert cli(["train", "--model", "alexnet", "--train-split", "trainval", "--optimizer", "sgd",
+                "--out", str(tmp_path / "never")]) == 2
+    assert "adamw" in capsys.readouterr().err and not (tmp_path / "never").exists()
