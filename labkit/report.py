@@ -65,8 +65,9 @@ LAB_RUNS = [("alexnet", {}), ("vgg11", {}), ("googlenet", {"aux_classifiers": Tr
 def architecture_table(profile=None, runs=None) -> pd.DataFrame:
     """Every architecture the kit builds (LeNet-5 aside: it reads 32x32 digits), at the input
     size the profile trains it with: parameters, operations, activation memory; joined with the
-    latest run record of the same model and profile, preferring one trained at that size
-    (training images/s, seconds per epoch, test accuracy). Models without a record show blanks."""
+    latest run record of the same model and profile, preferring one trained at that size and
+    leaving out runs fitted on train + val (training images/s, seconds per epoch, test
+    accuracy). Models without a record show blanks."""
     import keras
 
     from labkit import inspect, models
@@ -88,6 +89,8 @@ def architecture_table(profile=None, runs=None) -> pd.DataFrame:
                "activation_mb": float(totals["activation_memory_mb"])}
         keras.backend.clear_session()
         mine = records[records["model"] == name] if not records.empty else records
+        if len(mine) and "config" in mine:  # runs fitted on train + val are not comparable
+            mine = mine[[not isinstance(c, dict) or c.get("train_split", "train") == "train" for c in mine["config"]]]
         if len(mine) and (mine["image_size"] == size).any():
             mine = mine[mine["image_size"] == size]  # the lab's own run, not an experiment at another size
         if len(mine):
