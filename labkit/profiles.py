@@ -77,7 +77,7 @@ PROFILES: dict[str, Profile] = {
             "googlenet": {"epochs": 40},
             # AdamW + warm-up + cosine with weight averaging (README, Results); the papers' SGD
             # schedule (lr / 10 on plateau) needs more epochs than 15 minutes hold. bfloat16 where
-            # the CPU has it: about 1.35x faster steps, which buys a safety margin on the budget
+            # the CPU has it: 1.28x faster steps (benchmark, best of 4), a margin on the budget
             "resnet18": {"epochs": 45, "optimizer": "adamw", "ema": True, "mixed_precision": True},
         },
         # measured without weight averaging (README, lab 06's experiment)
