@@ -2,12 +2,17 @@
 
 AlexNet (section 4.1) enlarged its training set with random 224x224 crops of the 256x256 images
 and their horizontal reflections, and by altering RGB intensities (PCA colour augmentation).
-Here: a Keras preprocessing-layer pipeline that runs *inside the model*, so on the GPU, and only
-while training (Keras augmentation layers pass images through unchanged at inference).
+Here: a pipeline of Keras layers that runs *inside the model*, so on the accelerator, and only
+while training (the layers pass images through unchanged at inference). Every layer in it
+compiles (XLA, ``jax.jit``, ``torch.compile``): Keras' flip, contrast and brightness layers, and
+labkit's ``RandomAffine`` for rotation, zoom and translation in one resampling
+(``labkit.augment_layers``; Keras' own geometric layers switch XLA off).
 """
 from __future__ import annotations
 
 import keras
+
+from labkit.augment_layers import RandomAffine, affine_warp  # noqa: F401  (public here too)
 
 # strength per profile: how far each random transformation may go
 STRENGTHS = {
@@ -18,27 +23,50 @@ STRENGTHS = {
 }
 
 
-def keras_augmentation(strength: str = "standard", seed: int | None = None, name: str = "augmentation"):
-    """A ``keras.Sequential`` of random flip, rotation, zoom, translation, contrast and brightness.
-
-    Expects images with values in [0, 1]. ``strength`` is one of ``none``, ``light``,
-    ``standard``, ``strong``; ``none`` returns ``None``.
-    """
+def _strength(strength: str):
     if strength not in STRENGTHS:
         raise ValueError(f"augmentation strength must be one of {', '.join(STRENGTHS)}, got {strength!r}")
-    s = STRENGTHS[strength]
+    return STRENGTHS[strength]
+
+
+def augmentation_layers(strength: str = "standard", seed: int | None = None) -> dict:
+    """Each transformation of ``keras_augmentation`` as a layer of its own, by name (``flip``,
+    ``rotation``, ``zoom``, ``translation``, ``contrast``, ``brightness``): to look at them one
+    at a time. ``none`` gives an empty dict. Expects images in [0, 1]."""
+    s = _strength(strength)
+    if s is None:
+        return {}
+    L = keras.layers
+
+    def f32(k):  # float32 under mixed precision too (bfloat16 warps are slower on CPUs); each
+        # layer its own seed, so that one layer's draws do not repeat another's
+        return dict(seed=None if seed is None else seed + k, dtype="float32")
+
+    return {
+        "flip": L.RandomFlip("horizontal", name="flip", **f32(0)),
+        "rotation": RandomAffine(rotation=s["rotation"], name="rotation", **f32(1)),
+        "zoom": RandomAffine(zoom=s["zoom"], name="zoom", **f32(2)),
+        "translation": RandomAffine(translation=s["translation"], name="translation", **f32(3)),
+        "contrast": L.RandomContrast(s["contrast"], value_range=(0, 1), name="contrast", **f32(4)),
+        "brightness": L.RandomBrightness(s["brightness"], value_range=(0, 1), name="brightness", **f32(5)),
+    }
+
+
+def keras_augmentation(strength: str = "standard", seed: int | None = None, name: str = "augmentation"):
+    """A ``keras.Sequential``: random horizontal flip; rotation, zoom and translation in one
+    resampling (``RandomAffine``, layer ``geometry``); contrast; brightness.
+
+    Expects images with values in [0, 1] and keeps them there. ``strength`` is one of ``none``,
+    ``light``, ``standard``, ``strong``; ``none`` returns ``None``. The same ``seed`` gives the
+    same augmentations.
+    """
+    s = _strength(strength)
     if s is None:
         return None
-    L = keras.layers
-    f32 = dict(seed=seed, dtype="float32")  # under mixed precision too: bfloat16 warps are slower on CPUs
-    return keras.Sequential([
-        L.RandomFlip("horizontal", name="flip", **f32),
-        L.RandomRotation(s["rotation"], fill_mode="reflect", name="rotation", **f32),
-        L.RandomZoom(-s["zoom"], fill_mode="reflect", name="zoom", **f32),  # zoom in only
-        L.RandomTranslation(s["translation"], s["translation"], fill_mode="reflect", name="translation", **f32),
-        L.RandomContrast(s["contrast"], value_range=(0, 1), name="contrast", **f32),
-        L.RandomBrightness(s["brightness"], value_range=(0, 1), name="brightness", **f32),
-    ], name=name)
+    single = augmentation_layers(strength, seed)
+    geometry = RandomAffine(s["rotation"], s["zoom"], s["translation"], name="geometry",
+                            seed=None if seed is None else seed + 1, dtype="float32")
+    return keras.Sequential([single["flip"], geometry, single["contrast"], single["brightness"]], name=name)
 
 
 def ten_crops(images, crop_size: int):
@@ -48,17 +76,17 @@ def ten_crops(images, crop_size: int):
     ``images``: a batch ``(B, H, W, C)`` with H, W >= crop_size. Returns ``(10, B, crop, crop, C)``
     in the order top-left, top-right, bottom-left, bottom-right, centre, then the same mirrored.
     """
-    import tensorflow as tf
+    from keras import ops
 
-    images = tf.convert_to_tensor(images)
+    images = ops.convert_to_tensor(images)
     h, w = int(images.shape[1]), int(images.shape[2])
     c = crop_size
     if c > min(h, w):
         raise ValueError(f"crop_size {c} is larger than the images ({h}x{w})")
     offsets = [(0, 0), (0, w - c), (h - c, 0), (h - c, w - c), ((h - c) // 2, (w - c) // 2)]
     crops = [images[:, y:y + c, x:x + c, :] for y, x in offsets]
-    crops += [tf.image.flip_left_right(v) for v in crops]
-    return tf.stack(crops)
+    crops += [ops.flip(v, axis=2) for v in crops]
+    return ops.stack(crops)
 
 
 # --------------------------------------------------------------------------- by hand

@@ -1,5 +1,6 @@
 """labkit.augment: seeded, label-preserving, shape/dtype/range-preserving augmentation."""
 import numpy as np
+from keras.ops import convert_to_numpy as to_numpy
 import pytest
 
 from labkit import augment
@@ -89,12 +90,64 @@ def test_enlarge_produces_the_requested_count_in_memory_and_on_disk(images, tmp_
 
 def test_keras_pipeline_is_seeded_keeps_range_and_is_off_at_inference():
     x = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
-    a = augment.keras_augmentation("strong", seed=7)(x, training=True).numpy()
-    b = augment.keras_augmentation("strong", seed=7)(x, training=True).numpy()
+    a = to_numpy(augment.keras_augmentation("strong", seed=7)(x, training=True))
+    b = to_numpy(augment.keras_augmentation("strong", seed=7)(x, training=True))
     np.testing.assert_allclose(a, b, atol=1e-6)
     assert a.shape == x.shape and a.dtype == np.float32 and a.min() >= 0 and a.max() <= 1
     assert not np.allclose(a, x)
-    np.testing.assert_array_equal(augment.keras_augmentation("strong", seed=7)(x, training=False).numpy(), x)
+    np.testing.assert_array_equal(to_numpy(augment.keras_augmentation("strong", seed=7)(x, training=False)), x)
     assert augment.keras_augmentation("none") is None
     with pytest.raises(ValueError, match="strength must be one of"):
         augment.keras_augmentation("extreme")
+
+
+# --------------------------------------------------------------------------- layers that compile
+
+def warp(images, angle=0.0, scale=1.0, shift_y=0.0, shift_x=0.0, fill_mode="reflect"):
+    n = len(images)
+    return to_numpy(augment.affine_warp(images, np.full(n, angle), np.full(n, scale), np.full(n, shift_y),
+                                        np.full(n, shift_x), fill_mode))
+
+
+def test_affine_warp_is_exact_on_the_pixel_grid():
+    img = np.random.default_rng(1).random((2, 9, 9, 3)).astype("float32")
+    np.testing.assert_array_equal(warp(img), img)                                   # identity
+    np.testing.assert_allclose(warp(img, angle=np.pi / 2), np.rot90(img, k=1, axes=(1, 2)), atol=1e-5)
+    np.testing.assert_array_equal(warp(img, shift_x=2)[:, :, 2:], img[:, :, :-2])    # moved 2 px right
+    # reflect: the two columns that came in are the mirror image of the edge (b a | a b c ...)
+    np.testing.assert_array_equal(warp(img, shift_x=2)[:, :, :2], img[:, :, 1::-1])
+    np.testing.assert_array_equal(warp(img, shift_x=2, fill_mode="nearest")[:, :, :2],
+                                  np.repeat(img[:, :, :1], 2, axis=2))
+
+
+def test_affine_zoom_magnifies_the_centre_bilinearly():
+    ramp = np.tile(np.arange(9, dtype="float32"), (1, 9, 1))[..., None]             # value = column
+    out = warp(ramp, scale=0.5)                                                      # 2x zoom in
+    np.testing.assert_allclose(out[0, 4, :, 0], 4 + (np.arange(9) - 4) * 0.5)           # half-pixel steps
+    with pytest.raises(ValueError, match="fill_mode"):
+        warp(ramp, fill_mode="wrap")
+
+
+def test_random_affine_is_seeded_in_range_and_off_at_inference():
+    x = np.random.default_rng(0).random((4, 16, 16, 3)).astype("float32")
+    layer = augment.RandomAffine(0.1, 0.2, 0.1, seed=3)
+    a, b = to_numpy(layer(x)), to_numpy(augment.RandomAffine(0.1, 0.2, 0.1, seed=3)(x))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, to_numpy(layer(x)))                       # a new draw each call
+    assert a.min() >= x.min() - 1e-6 and a.max() <= x.max() + 1e-6      # bilinear: a blend of pixels
+    np.testing.assert_array_equal(to_numpy(layer(x, training=False)), x)
+    restored = augment.RandomAffine.from_config(layer.get_config())
+    assert (restored.rotation, restored.zoom, restored.translation) == (0.1, 0.2, 0.1)
+    with pytest.raises(ValueError, match="zoom"):
+        augment.RandomAffine(zoom=1.5)
+
+
+def test_every_augmentation_layer_supports_jit():
+    for strength in ("light", "standard", "strong"):
+        pipeline = augment.keras_augmentation(strength, seed=0)
+        assert all(layer.supports_jit for layer in pipeline.layers)
+        assert [l.name for l in pipeline.layers] == ["flip", "geometry", "contrast", "brightness"]
+    single = augment.augmentation_layers("standard", seed=0)
+    assert list(single) == ["flip", "rotation", "zoom", "translation", "contrast", "brightness"]
+    assert all(layer.supports_jit for layer in single.values())
+    assert augment.augmentation_layers("none") == {}

@@ -1,6 +1,7 @@
 """labkit.models: faithful to the papers (exact parameter counts, shapes) and usable at small inputs."""
 import keras
 import numpy as np
+from keras.ops import convert_to_numpy as to_numpy
 import pytest
 
 from labkit import models
@@ -101,8 +102,8 @@ def test_resnet_blocks_and_names():
     with pytest.raises(ValueError):
         r50.get_layer("conv4_block2_0_conv")  # identity shortcut inside a stage
     assert not r50.get_layer("conv1_conv").use_bias
-    assert not r50.get_layer("conv4_block2_3_bn").gamma.numpy().any()  # zero-init residual branch
-    assert r50.get_layer("conv4_block2_2_bn").gamma.numpy().all()
+    assert not to_numpy(r50.get_layer("conv4_block2_3_bn").gamma).any()  # zero-init residual branch
+    assert to_numpy(r50.get_layer("conv4_block2_2_bn").gamma).all()
     r18 = models.build("resnet18", num_classes=1000)
     assert r18.get_layer("conv3_block1_1_conv").kernel.shape == (3, 3, 64, 128)  # basic block
 
@@ -164,10 +165,10 @@ def test_every_builder_trains_one_step_at_a_small_input(name):
     # eager: one step does not repay tracing a graph (ResNet-34: 2 s instead of 7 s)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=losses,
                   loss_weights=[1.0] + [0.3] * (len(losses) - 1), run_eagerly=True)
-    before = [w.numpy().copy() for w in model.trainable_weights[:2]]
+    before = [to_numpy(w).copy() for w in model.trainable_weights[:2]]
     logs = model.train_on_batch(x, [y] * len(model.outputs), return_dict=True)
     assert np.isfinite(logs["loss"])
-    assert any(not np.allclose(a, w.numpy()) for a, w in zip(before, model.trainable_weights[:2]))
+    assert any(not np.allclose(a, to_numpy(w)) for a, w in zip(before, model.trainable_weights[:2]))
     probs = models.inference_model(model).predict(x, verbose=0)
     assert probs.shape == (8, 17)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
@@ -178,7 +179,7 @@ def test_every_builder_trains_one_step_at_a_small_input(name):
 
 def test_lrn_matches_the_paper_formula():
     x = np.random.default_rng(1).normal(size=(1, 2, 2, 7)).astype(np.float32) * 10
-    out = LocalResponseNormalization()(x).numpy()
+    out = to_numpy(LocalResponseNormalization()(x))
     k, n, alpha, beta = 2.0, 5, 1e-4, 0.75
     expected = np.empty_like(x)
     for i in range(7):
@@ -189,17 +190,36 @@ def test_lrn_matches_the_paper_formula():
         LocalResponseNormalization(size=4)
 
 
+@pytest.mark.parametrize("size,k,alpha,beta", [(5, 2.0, 1e-4, 0.75), (5, 1.0, 1e-4 / 5, 0.75), (3, 1.0, 1e-3, 0.5)])
+def test_lrn_equals_tensorflows_lrn(size, k, alpha, beta):
+    """AlexNet's k, n, alpha, beta (and Caffe's alpha / n, GoogLeNet's), against tf.nn's kernel."""
+    tf = pytest.importorskip("tensorflow")
+    x = np.random.default_rng(2).normal(size=(2, 5, 5, 96)).astype(np.float32) * 30
+    ours = to_numpy(LocalResponseNormalization(size, k, alpha, beta)(x))
+    reference = tf.nn.local_response_normalization(x, size // 2, k, alpha, beta).numpy()
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_lrn_computes_in_float32_under_mixed_precision():
+    x = np.full((1, 2, 2, 5), 300.0, np.float32)   # squares summed over 5 channels overflow float16
+    layer = LocalResponseNormalization(dtype="mixed_float16")
+    out = to_numpy(layer(x))
+    assert out.dtype == np.float16 and np.isfinite(out).all()
+    neighbours = np.array([3, 4, 5, 4, 3])          # channels within n=5 of each, inside the input
+    np.testing.assert_allclose(out[0, 0, 0], 300 / (2 + 1e-4 * neighbours * 300**2) ** 0.75, rtol=2e-3)
+
+
 def test_partial_conv_is_a_masked_full_convolution():
     layer = PartialConv2D(5)
     x = np.random.default_rng(2).normal(size=(2, 14, 14, 6)).astype(np.float32)
-    y = layer(x).numpy()
+    y = to_numpy(layer(x))
     full = np.zeros((5, 5, 6, 16), np.float32)
-    for (i, j), kernel in zip(layer.indices, layer.kernel.numpy()):
+    for (i, j), kernel in zip(layer.indices, to_numpy(layer.kernel)):
         full[:, :, i, j] = kernel
     conv = keras.layers.Conv2D(16, 5)
     conv.build(x.shape)
-    conv.set_weights([full, layer.bias.numpy()])
-    np.testing.assert_allclose(y, conv(x).numpy(), rtol=1e-4, atol=1e-5)
+    conv.set_weights([full, to_numpy(layer.bias)])
+    np.testing.assert_allclose(y, to_numpy(conv(x)), rtol=1e-4, atol=1e-5)
     assert sum(len(row) for row in LENET_C3_TABLE) == 60
 
 
@@ -208,7 +228,7 @@ def test_subsampling_is_coefficient_times_sum_plus_bias():
     x = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3)
     layer.build(x.shape)
     layer.set_weights([np.array([1.0, 2.0, 0.5], np.float32), np.array([0.0, 1.0, -1.0], np.float32)])
-    y = layer(x).numpy()
+    y = to_numpy(layer(x))
     block_sum = x.reshape(2, 2, 2, 2, 2, 3).sum(axis=(2, 4))
     np.testing.assert_allclose(y, block_sum * [1.0, 2.0, 0.5] + [0.0, 1.0, -1.0], rtol=1e-6)
 

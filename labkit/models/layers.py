@@ -18,6 +18,10 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     Defaults are AlexNet's: k=2, n=5, alpha=1e-4, beta=0.75 (alpha multiplies the plain sum,
     as in the paper's equation; Caffe divides it by n). No trainable weights.
+
+    Written with ``keras.ops`` (the same function as ``tf.nn.local_response_normalization``, on
+    every backend and under XLA), and computed in float32 under a mixed-precision policy: a
+    sum of squares of activations overflows float16, and GPUs have no float16 LRN kernel.
     """
 
     def __init__(self, size: int = 5, k: float = 2.0, alpha: float = 1e-4, beta: float = 0.75, **kwargs):
@@ -27,10 +31,13 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.size, self.k, self.alpha, self.beta = size, k, alpha, beta
 
     def call(self, x):
-        import tensorflow as tf
-
-        return tf.nn.local_response_normalization(
-            x, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha, beta=self.beta)
+        channels = int(x.shape[-1])
+        a = ops.cast(x, "float32")
+        r = self.size // 2
+        squares = ops.pad(ops.square(a), [[0, 0]] * (len(x.shape) - 1) + [[r, r]])
+        # sum over the n channels centred on each one (zeros beyond the first and last)
+        window = sum(squares[..., i:i + channels] for i in range(self.size))
+        return ops.cast(a / ops.power(self.k + self.alpha * window, self.beta), x.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
