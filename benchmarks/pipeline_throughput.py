@@ -75,7 +75,7 @@ def main(argv=None):
         first_decode = data.NUM_IMAGES / (time.perf_counter() - start)
         print(f"first decode (1,360 img) {first_decode:8.0f} img/s {first_decode / pil:5.1f}x   (once per machine and size)")
 
-        data._decoded.clear()  # as in a new process: only the disk cache is left
+        data.decode._decoded.clear()  # as in a new process: only the disk cache is left
         start = time.perf_counter()
         ds = data.oxflower17("train", size, args.batch, data_dir=root)  # load the cache, build the pipeline
         built = time.perf_counter()

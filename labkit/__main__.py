@@ -61,32 +61,57 @@ def _cmd_train(args) -> int:
     from labkit import models, train
     from labkit.profiles import get_profile
 
-    model = args.model
     profile = get_profile(args.profile)
-    # everything checkable is checked before TensorFlow starts or any data is fetched
-    options = dict(_parse_option(o) for o in args.model_option)
-    recipe = {"ema": True} if args.ema else {}
-    if args.mixing:
-        recipe["mixing"] = args.mixing
-    if args.train_split:
-        recipe["train_split"] = args.train_split
-    cfg = train.make_config(model, profile, epochs=args.epochs, image_size=args.image_size,
-                            batch_size=args.batch_size, optimizer=args.optimizer, seed=args.seed,
-                            partition=args.partition, augmentation=args.augmentation, model_options=options,
-                            **recipe)
+    # every setting given on the command line; the rest come from the profile (make_config)
+    settings = {f.name: getattr(args, f.name) for f in train.config.cli_fields()
+                if f.name not in ("model", "profile", "model_options") and getattr(args, f.name) is not None}
+    options = dict(_parse_option(o) for o in args.model_options)
+    # everything checkable is checked before any backend work starts or any data is fetched
+    cfg = train.make_config(args.model, profile, model_options=options, **settings)
+    budget = f", or fewer to fit {cfg.budget_minutes:g} minutes" if cfg.budget_minutes else ""
     print(f"training {cfg.model} ({models.min_input_size(cfg.model)} px minimum) at {cfg.image_size} px, "
-          f"batch {cfg.batch_size}, {cfg.epochs} epoch(s), profile {cfg.profile}", flush=True)
-    run = train.train(cfg.model, profile=profile, epochs=cfg.epochs, image_size=cfg.image_size,
-                      batch_size=cfg.batch_size, out_dir=args.out, data_dir=args.data_dir,
-                      optimizer=cfg.optimizer, seed=cfg.seed, partition=cfg.partition,
-                      augmentation=cfg.augmentation, model_options=options, overwrite=args.overwrite,
-                      ema=cfg.ema, mixing=cfg.mixing, train_split=cfg.train_split)
+          f"batch {cfg.batch_size}, {cfg.epochs} epoch(s){budget}, profile {cfg.profile}", flush=True)
+    run = train.train(cfg.model, profile=profile, out_dir=args.out, data_dir=args.data_dir,
+                      overwrite=args.overwrite, model_options=options, **settings)
     r = run.results
     chosen = (f"best validation {r['best_val_accuracy']:.1%} (epoch {r['best_epoch']})" if r["best_val_accuracy"]
               is not None else f"final weights after {r['epochs_run']} epochs on train + val")
     print(f"test top-1 {r['test_top1']:.1%}, top-5 {r['test_top5']:.1%}, 10-crop {r['test_top1_10crop']:.1%}; "
           f"{chosen}; {r['training_seconds']:.0f} s training; record in {run.out_dir}")
+    if r.get("budget") and r["budget"]["epochs"] < r["budget"]["recipe_epochs"]:
+        print(train.Budget(**r["budget"]).describe())
     return 0
+
+
+def _add_config_arguments(parser) -> None:
+    """One flag per ``TrainConfig`` field that the command line offers, with its help and choices
+    (``labkit.train.config``): the config is the one place where a setting is declared."""
+    from labkit.train.config import cli_fields
+
+    for field in cli_fields():
+        meta = field.metadata
+        flag = meta["flag"] or "--" + field.name.replace("_", "-")
+        kind = field.type if isinstance(field.type, str) else field.type.__name__
+        if field.name == "model_options":
+            parser.add_argument(flag, dest=field.name, action="append", default=[], metavar="KEY=VALUE",
+                                help=meta["help"])
+        elif kind.startswith("bool"):
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=meta["help"])
+        else:
+            if kind.startswith("int"):
+                parse = _positive_int if field.name in _POSITIVE else int
+            elif kind.startswith("float"):
+                parse = _positive_float if field.name in _POSITIVE else float
+            else:
+                parse = str
+            parser.add_argument(flag, dest=field.name, type=parse, choices=meta["choices"], default=None,
+                                required=field.name == "model", help=meta["help"])
+
+
+#: settings that must be positive (argparse refuses 0 and negative numbers before any work)
+_POSITIVE = {"epochs", "image_size", "batch_size", "steps_per_execution", "plateau_patience", "learning_rate",
+             "ema_momentum", "budget_minutes"}
 
 
 def _cmd_report(args) -> int:
@@ -141,27 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     dat.set_defaults(func=_cmd_data)
 
     tr = sub.add_parser("train", help="train and evaluate one architecture on OxFlower17, write its run record")
-    tr.add_argument("--model", required=True, help="e.g. alexnet, vgg16, googlenet, resnet18 (see labkit.models.available())")
-    tr.add_argument("--profile", help="gpu, cpu or smoke (default: $LABKIT_PROFILE or detected)")
-    tr.add_argument("--epochs", type=_positive_int, help="default: the profile's")
-    tr.add_argument("--image-size", type=_positive_int, help="square input side in pixels (default: the profile's)")
-    tr.add_argument("--batch-size", type=_positive_int, help="default: the profile's")
-    tr.add_argument("--optimizer", choices=("sgd", "adamw"),
-                    help="sgd: the papers' SGD+momentum, lr 0.01 /10 on plateau; adamw: warm-up + cosine "
-                         "(default: the profile's choice for the model)")
-    tr.add_argument("--augmentation", choices=("none", "light", "standard", "strong"),
-                    help="default: the profile's choice for the model")
-    tr.add_argument("--ema", action="store_true",
-                    help="validate and keep an exponential moving average of the weights (default: the profile's choice)")
-    tr.add_argument("--mixing", choices=("none", "mixup", "cutmix"),
-                    help="mix pairs of training images and their labels: mixup or CutMix (default: the profile's choice)")
-    tr.add_argument("--train-split", choices=("train", "trainval"),
-                    help="train: choose the epoch by validation accuracy (default); trainval: once the recipe "
-                         "is chosen, fit it on train + val (1,020 images) and keep the final weights (needs adamw)")
-    tr.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
-                    help="builder option, repeatable: aux_classifiers=true, two_gpu=true, version=2, batch_norm=true")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--partition", type=int, default=1, choices=(1, 2, 3))
+    _add_config_arguments(tr)
     tr.add_argument("--out", help="run folder (default: outputs/<model>_<profile>_<size>px)")
     tr.add_argument("--data-dir", help="data directory (default: $LABKIT_DATA_DIR or the repo's data/)")
     tr.add_argument("--overwrite", action="store_true", help="replace a finished run in the same folder")
@@ -202,10 +207,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from labkit.data import DataError
     from labkit.grading import GradingError
+    from labkit.train import OutOfMemoryError
 
     try:
         return args.func(args)
-    except (DataError, GradingError, ValueError) as err:
+    except (DataError, GradingError, OutOfMemoryError, ValueError) as err:
         print(f"labkit: error: {err}", file=sys.stderr)
         return 2
 

@@ -12,7 +12,7 @@ import warnings
 from labkit import __version__
 from labkit.profiles import Profile, get_profile
 
-MIN_VERSIONS = {"tensorflow": (2, 16), "keras": (3, 3)}
+MIN_VERSIONS = {"tensorflow": (2, 16), "keras": (3, 3), "jax": (0, 4)}
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -24,18 +24,12 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 
 def device_report() -> dict:
-    """Devices TensorFlow sees, e.g. ``{"gpus": ["NVIDIA T4"], "cpus": 1, "logical_cpus": 2}``."""
+    """Devices the Keras backend sees, e.g. ``{"gpus": ["Tesla T4"], "cpu_cores": 2, "device": ...}``."""
     import os
 
-    import tensorflow as tf
+    from labkit import backend
 
-    gpus = []
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            details = tf.config.experimental.get_device_details(gpu)
-            gpus.append(details.get("device_name", gpu.name))
-        except Exception:  # details are optional; the device itself is what matters
-            gpus.append(gpu.name)
+    gpus = [gpu["name"] for gpu in backend.gpus()]
     return {"gpus": gpus, "cpu_cores": os.cpu_count(),
             "device": f"GPU x{len(gpus)}: {', '.join(gpus)}" if gpus else f"CPU ({os.cpu_count()} cores)"}
 
@@ -52,22 +46,26 @@ def cpu_has_native_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def precision_policy(mixed_precision: bool, gpus: int | None = None) -> str:
+def precision_policy(mixed_precision: bool, gpus: list[dict] | None = None) -> str:
     """The Keras dtype policy for a profile that asks (or not) for mixed precision:
 
-    * GPU: ``mixed_float16`` (float16 maths on tensor cores, float32 weights, scaled loss);
-    * CPU with native bfloat16: ``mixed_bfloat16`` (float32 weights; bfloat16 has float32's
-      range, so no loss scaling; measured 1.3x faster for ResNet-18 on 2 cores, README);
+    * GPU of compute capability 8.0 or newer (Ampere: A100, L4, H100): ``mixed_bfloat16``
+      (16-bit maths on tensor cores, float32 weights; bfloat16 has float32's range, so no loss
+      scaling);
+    * older GPU (T4, V100): ``mixed_float16`` (float16 maths on tensor cores, scaled loss);
+    * CPU with native bfloat16: ``mixed_bfloat16`` (measured 1.3x faster for ResNet-18 on 2
+      cores, README);
     * otherwise, or when not asked: ``float32``.
+
+    ``gpus``: ``labkit.backend.gpus()`` (asked when not given).
     """
+    from labkit import backend
+
     if not mixed_precision:
         return "float32"
-    if gpus is None:
-        import tensorflow as tf
-
-        gpus = len(tf.config.list_physical_devices("GPU"))
+    gpus = backend.gpus() if gpus is None else gpus
     if gpus:
-        return "mixed_float16"
+        return "mixed_bfloat16" if backend.has_bfloat16_gpu(gpus) else "mixed_float16"
     return "mixed_bfloat16" if cpu_has_native_bfloat16() else "float32"
 
 
@@ -80,28 +78,32 @@ def setup(seed: int = 42, profile: str | Profile | None = None, verbose: bool = 
     * seeds Python, NumPy and TensorFlow through ``keras.utils.set_random_seed``.
     """
     import keras
-    import tensorflow as tf
+
+    from labkit import backend
 
     prof = get_profile(profile)
+    gpus = backend.gpus()
     devices = device_report()
-    for name, module in (("tensorflow", tf), ("keras", keras)):
-        if _version_tuple(module.__version__) < MIN_VERSIONS[name]:
+    versions = backend.versions()
+    for name, version in versions.items():
+        if name in MIN_VERSIONS and _version_tuple(version) < MIN_VERSIONS[name]:
             minimum = ".".join(map(str, MIN_VERSIONS[name]))
-            warnings.warn(f"{name} {module.__version__} is older than {minimum}, which labkit needs; "
+            warnings.warn(f"{name} {version} is older than {minimum}, which labkit needs; "
                           f"run `pip install -U -r requirements.txt`.", stacklevel=2)
     if not devices["gpus"]:
         hint = ("On Colab: Runtime > Change runtime type > GPU, then run this cell again."
                 if "google.colab" in sys.modules else "Training will be slow on the CPU.")
         warnings.warn(f"No GPU found. {hint} Continuing with the '{prof.name}' profile.", stacklevel=2)
-    policy = precision_policy(prof.mixed_precision, gpus=len(devices["gpus"]))
+    backend.setup_gpu_memory()
+    policy = precision_policy(prof.mixed_precision, gpus=gpus)
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(seed)
     if verbose:
         rows = [
             ("labkit", __version__),
             ("python", platform.python_version()),
-            ("tensorflow", tf.__version__),
-            ("keras", keras.__version__),
+            ("keras", f"{keras.__version__}, backend {backend.name()}"),
+            *[(name, version) for name, version in versions.items() if name != "keras"],
             ("device", devices["device"]),
             ("profile", f"{prof.name}: {prof.description}"),
             ("image size / batch", f"{prof.image_size} px / {prof.batch_size}"),

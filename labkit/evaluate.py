@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import keras
 import numpy as np
 import pandas as pd
 
@@ -70,12 +71,12 @@ def predict(model, dataset) -> tuple[np.ndarray, np.ndarray]:
     """Labels and probabilities over a whole ``(images, labels)`` dataset (main output only)."""
     labels, probs = [], []
     for images, y in dataset:
-        p = model(images, training=False)
+        p = model(np.asarray(images), training=False)
         if isinstance(p, (list, tuple)):
             p = p[0]
         elif isinstance(p, dict):
             p = p["predictions"]
-        probs.append(np.asarray(p, dtype=np.float32))
+        probs.append(np.asarray(keras.ops.convert_to_numpy(p), dtype=np.float32))
         y = np.asarray(y)
         labels.append(y.argmax(axis=-1) if y.ndim == 2 else y)
     return np.concatenate(labels).astype(np.int64), np.concatenate(probs)
@@ -94,7 +95,7 @@ def evaluate_ten_crop(model, class_names, split: str = "test", image_size: int |
                       resize_ratio: float = 256 / 224) -> Evaluation:
     """AlexNet's 10-crop testing: images are resized to ``image_size * 256/224`` (256 for 224),
     and the softmax outputs of the ten views (``labkit.augment.ten_crops``) are averaged."""
-    import tensorflow as tf
+    from keras import ops
 
     from labkit import data
     from labkit.augment import ten_crops
@@ -104,14 +105,14 @@ def evaluate_ten_crop(model, class_names, split: str = "test", image_size: int |
     ds = data.oxflower17(split, big, batch_size, data_dir=data_dir, partition=partition, shuffle=False)
     labels, probs = [], []
     for images, y in ds:
-        views = ten_crops(images, size)                       # (10, B, size, size, 3)
-        flat = tf.reshape(views, (-1, size, size, 3))
+        views = ten_crops(np.asarray(images), size)            # (10, B, size, size, 3)
+        flat = ops.reshape(views, (-1, size, size, 3))
         p = model(flat, training=False)
         if isinstance(p, (list, tuple)):
             p = p[0]
         elif isinstance(p, dict):
             p = p["predictions"]
-        p = tf.reshape(tf.cast(p, tf.float32), (10, -1, len(class_names)))
-        probs.append(tf.reduce_mean(p, axis=0).numpy())
+        p = ops.reshape(ops.cast(p, "float32"), (10, -1, len(class_names)))
+        probs.append(ops.convert_to_numpy(ops.mean(p, axis=0)))
         labels.append(np.asarray(y))
     return Evaluation(np.concatenate(labels).astype(np.int64), np.concatenate(probs), tuple(class_names))

@@ -1,17 +1,26 @@
 """OxFlower17 as a TensorFlow Datasets builder, ``oxford_flowers17`` (TFDS ships only the 102).
 
-Use it through ``labkit.data.load_tfds(...)`` or, once this module is imported,
+Use it through ``labkit.tfds_oxflower17.load(...)`` or, once this module is imported,
 ``tfds.load("oxford_flowers17/partition1", download_and_prepare_kwargs=...)`` with a
 ``manual_dir`` that holds ``17flowers.tgz``. The builder reuses labkit's verified extraction and
 its split (official ``datasplits.mat`` when present, else labkit's documented fallback), so
 ``tfds`` and ``labkit.data.oxflower17`` always agree on which image is in which split.
 It lives in a package module on purpose: TFDS locates a builder's code folder from its module.
+It needs TensorFlow and TensorFlow Datasets (``pip install tensorflow tensorflow-datasets``);
+``labkit.data`` needs neither, and this module depends on it, never the other way round.
 """
 from __future__ import annotations
 
-import tensorflow_datasets as tfds
+import shutil
 
-from labkit import data
+try:
+    import tensorflow_datasets as tfds
+except ImportError as err:  # a JAX- or PyTorch-only machine
+    raise ImportError("labkit's TFDS builder needs TensorFlow Datasets (and TensorFlow): "
+                      "pip install tensorflow tensorflow-datasets. Without them, use "
+                      "labkit.data.oxflower17(), which works on every backend.") from err
+
+from labkit.data import files as data
 
 _CITATION = """@inproceedings{Nilsback06,
   author = {Nilsback, M-E. and Zisserman, A.},
@@ -58,3 +67,27 @@ class OxfordFlowers17(tfds.core.GeneratorBasedBuilder):
         for row in rows.itertuples():
             name = f"image_{row.image_id:04d}.jpg"
             yield name, {"image": row.path, "label": int(row.label), "file_name": name}
+
+
+def load(split: str = "train", data_dir=None, partition: int = 1, **load_kwargs):
+    """Load OxFlower17 with ``tfds.load`` through this builder, ``oxford_flowers17``.
+
+    The builder prepares the data set from labkit's data directory (its *manual dir*), so it
+    needs no network when the archive is there. Splits are ``train``, ``validation``, ``test``.
+    A prepared copy made with another split source (e.g. before ``datasplits.mat`` was added)
+    is rebuilt, so TFDS and ``labkit.data.oxflower17()`` always agree.
+    """
+    root = data.resolve_data_dir(data_dir)
+    data.ensure_images(root)
+    split_name, _ = data.load_splits(root, partition)
+    prepared = root / "tfds" / "oxford_flowers17" / f"partition{partition}"
+    stamp = prepared / "labkit-split.txt"
+    if prepared.exists() and (not stamp.is_file() or stamp.read_text() != split_name):
+        shutil.rmtree(prepared)  # a derived cache, rebuilt from the archive below
+    config = tfds.download.DownloadConfig(manual_dir=str(root))
+    result = tfds.load(
+        f"oxford_flowers17/partition{partition}", split=split, data_dir=str(root / "tfds"),
+        download_and_prepare_kwargs={"download_config": config}, **load_kwargs,
+    )
+    stamp.write_text(split_name)
+    return result

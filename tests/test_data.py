@@ -10,6 +10,7 @@ import pytest
 from scipy.io import savemat
 
 import labkit.data as data
+from labkit.data import files
 from conftest import make_jpeg, write_tgz
 
 
@@ -50,7 +51,7 @@ def test_synthetic_archive_with_official_splits(synthetic_data_dir):
 
 
 def test_fallback_split_is_announced_and_stratified(synthetic_data_dir, capsys):
-    data._announced.discard("splits-fallback")
+    files._announced.discard("splits-fallback")
     index = data.oxflower17_index(synthetic_data_dir, partition=1)
     assert "labkit-stratified" in index.attrs["split_name"]
     assert "datasplits.mat is not in" in capsys.readouterr().out
@@ -150,12 +151,12 @@ class FakeResponse(io.BytesIO):
 
 def test_download_verifies_checksum_and_keeps_nothing_on_mismatch(tmp_path, monkeypatch, synthetic_archive):
     payload = synthetic_archive.read_bytes()
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: FakeResponse(payload))
+    monkeypatch.setattr(files.urllib.request, "urlopen", lambda url, timeout: FakeResponse(payload))
     with pytest.raises(data.DataError, match="corrupt"):
         data.ensure_images(tmp_path, download=True)  # md5 differs from the official one
     assert sorted(os.listdir(tmp_path)) == []
 
-    monkeypatch.setattr(data, "ARCHIVE_MD5", hashlib.md5(payload).hexdigest())
+    monkeypatch.setattr(files, "ARCHIVE_MD5", hashlib.md5(payload).hexdigest())
     images = data.ensure_images(tmp_path, download=True)
     assert (tmp_path / "17flowers.tgz").is_file() and not (tmp_path / "17flowers.tgz.part").exists()
     assert len(list(images.glob("image_*.jpg"))) == 1360
@@ -165,7 +166,7 @@ def test_files_placed_by_hand_mean_no_network_access(synthetic_data_dir, monkeyp
     def no_network(*args, **kwargs):
         raise AssertionError("labkit went online although the archive was there")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(files.urllib.request, "urlopen", no_network)
     index = data.oxflower17_index(synthetic_data_dir, download=True)  # downloads allowed, not needed
     assert len(index) == 1360 and "labkit-stratified" in index.attrs["split_name"]
 
@@ -176,9 +177,9 @@ def test_archive_download_brings_the_official_splits(tmp_path, monkeypatch, synt
     savemat(mat_path, {f"{k}{p}": v for p in (1, 2, 3)
                        for k, v in (("trn", ids[:680]), ("val", ids[680:1020]), ("tst", ids[1020:]))})
     payloads = {data.ARCHIVE_URL: synthetic_archive.read_bytes(), data.SPLITS_URL: mat_path.read_bytes()}
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: FakeResponse(payloads[url]))
-    monkeypatch.setattr(data, "ARCHIVE_MD5", hashlib.md5(payloads[data.ARCHIVE_URL]).hexdigest())
-    monkeypatch.setattr(data, "SPLITS_MD5", hashlib.md5(payloads[data.SPLITS_URL]).hexdigest())
+    monkeypatch.setattr(files.urllib.request, "urlopen", lambda url, timeout: FakeResponse(payloads[url]))
+    monkeypatch.setattr(files, "ARCHIVE_MD5", hashlib.md5(payloads[data.ARCHIVE_URL]).hexdigest())
+    monkeypatch.setattr(files, "SPLITS_MD5", hashlib.md5(payloads[data.SPLITS_URL]).hexdigest())
     index = data.oxflower17_index(tmp_path, download=True)
     assert index.attrs["split_name"] == "official datasplits.mat partition 1"
     assert sorted(index.loc[index.split == "test", "image_id"]) == sorted(ids[1020:].tolist())
@@ -186,9 +187,9 @@ def test_archive_download_brings_the_official_splits(tmp_path, monkeypatch, synt
 
 def test_failed_download_says_what_to_do(tmp_path, monkeypatch):
     def refuse(url, timeout):
-        raise data.urllib.error.URLError("Name or service not known")
+        raise files.urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(files.urllib.request, "urlopen", refuse)
     with pytest.raises(data.DataError, match="copy it to"):
         data.ensure_images(tmp_path, download=True)
     assert os.listdir(tmp_path) == []
@@ -260,7 +261,9 @@ def test_pipeline_rejects_bad_arguments(real_data_dir):
 
 
 def test_tfds_builder_agrees_with_the_index(synthetic_data_dir):
-    ds, info = data.load_tfds("test", data_dir=synthetic_data_dir, with_info=True)
+    from labkit import tfds_oxflower17
+
+    ds, info = tfds_oxflower17.load("test", data_dir=synthetic_data_dir, with_info=True)
     assert info.splits["train"].num_examples == 680 and info.splits["validation"].num_examples == 340
     assert info.features["label"].names == list(data.CLASS_NAMES)
     names = sorted(ex["file_name"].numpy().decode() for ex in ds)

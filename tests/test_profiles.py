@@ -73,11 +73,14 @@ def test_cpu_bfloat16_is_read_from_the_cpu_flags(tmp_path, flags, native):
 
 def test_precision_policy_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(env, "cpu_has_native_bfloat16", lambda: True)
-    assert env.precision_policy(False, gpus=1) == "float32"       # the profile did not ask
-    assert env.precision_policy(True, gpus=1) == "mixed_float16"  # GPU: float16 with loss scaling
-    assert env.precision_policy(True, gpus=0) == "mixed_bfloat16"
+    t4, h100 = {"name": "Tesla T4", "compute_capability": (7, 5)}, {"name": "H100", "compute_capability": (9, 0)}
+    assert env.precision_policy(False, gpus=[t4]) == "float32"       # the profile did not ask
+    assert env.precision_policy(True, gpus=[t4]) == "mixed_float16"  # pre-Ampere GPU: float16 with loss scaling
+    assert env.precision_policy(True, gpus=[h100]) == "mixed_bfloat16"  # Ampere or newer: bfloat16, no scaling
+    assert env.precision_policy(True, gpus=[h100, t4]) == "mixed_float16"  # every GPU must have it
+    assert env.precision_policy(True, gpus=[]) == "mixed_bfloat16"
     monkeypatch.setattr(env, "cpu_has_native_bfloat16", lambda: False)
-    assert env.precision_policy(True, gpus=0) == "float32"        # emulated bfloat16 would be slower
+    assert env.precision_policy(True, gpus=[]) == "float32"        # emulated bfloat16 would be slower
 
 
 def test_a_model_recipe_may_ask_for_mixed_precision(monkeypatch):

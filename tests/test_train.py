@@ -6,6 +6,7 @@ import textwrap
 
 import keras
 import numpy as np
+from keras.ops import convert_to_numpy as to_numpy
 import pytest
 
 from labkit import data, evaluate, report, train
@@ -144,7 +145,7 @@ def test_weight_averaging_run_resumes_and_records_it(real_data_dir, tmp_path):
     assert seen.epochs == [1] and run.results["config"]["ema"] is True
     assert 0 <= run.results["test_top1"] <= 1 and np.isfinite(run.history["val_loss"]).all()
     cfg = train.make_config("resnet18", "smoke", optimizer="adamw", ema=True)
-    assert train._optimizer(cfg, steps_per_epoch=2).use_ema
+    assert train.make_optimizer(cfg, steps_per_epoch=2).use_ema
 
 
 def test_googlenet_with_auxiliary_heads_trains_and_evaluates(real_data_dir, tmp_path):
@@ -254,7 +255,7 @@ def test_evaluation_metrics():
 
 def test_ten_crops_are_corners_centre_and_mirrors():
     images = np.arange(2 * 6 * 8 * 3, dtype=np.float32).reshape(2, 6, 8, 3)
-    views = ten_crops(images, 4).numpy()
+    views = to_numpy(ten_crops(images, 4))
     assert views.shape == (10, 2, 4, 4, 3)
     np.testing.assert_array_equal(views[0], images[:, :4, :4])        # top-left
     np.testing.assert_array_equal(views[3], images[:, 2:, 4:])        # bottom-right
@@ -277,7 +278,7 @@ def test_mixed_batches_keep_uint8_images_and_labels_that_sum_to_one(real_data_di
     cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=16, mixing=mixing)
     keras.mixed_precision.set_global_policy(policy)  # the pipeline mixes in float32 under any policy
     try:
-        train_ds, val_ds, _ = train._datasets(cfg, real_data_dir, outputs=1)
+        train_ds, val_ds, _ = train.datasets(cfg, real_data_dir, outputs=1)
         images, labels = next(iter(train_ds))
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -302,7 +303,7 @@ def test_cutmix_run_trains_and_records_it(real_data_dir, tmp_path):
 def test_trainval_run_fits_train_and_val_and_keeps_the_final_weights(real_data_dir, tmp_path):
     cfg = train.make_config("resnet18", "smoke", image_size=32, optimizer="adamw", train_split="trainval",
                             steps_per_epoch=None)
-    train_ds, val_ds, _ = train._datasets(cfg, real_data_dir, outputs=1)
+    train_ds, val_ds, _ = train.datasets(cfg, real_data_dir, outputs=1)
     assert val_ds is None
     assert sum(len(y) for _, y in train_ds) == 680 + 340     # one pass: training and validation images
     run = small_run(real_data_dir, tmp_path / "tv", optimizer="adamw", ema=True, train_split="trainval")
@@ -321,3 +322,16 @@ def test_trainval_needs_a_schedule_without_validation(capsys, tmp_path):
     assert cli(["train", "--model", "alexnet", "--train-split", "trainval", "--optimizer", "sgd",
                 "--out", str(tmp_path / "never")]) == 2
     assert "adamw" in capsys.readouterr().err and not (tmp_path / "never").exists()
+
+
+def test_gpu_profile_training_model_compiles_with_xla_and_no_fallback(recwarn):
+    """The gpu profile asks for XLA: augmentation (RandomAffine etc.) and LRN must not switch it
+    off (Keras warns and falls back when a layer has supports_jit=False), and the step must run."""
+    cfg = train.make_config("alexnet", "gpu", image_size=67, batch_size=4, augmentation="strong")
+    assert cfg.jit_compile
+    model, _, _ = train.build_training_model(cfg, np.full(3, 0.5), np.full(3, 0.1))
+    train.compile_model(model, cfg, steps_per_epoch=1)
+    assert model.jit_compile is True
+    x = np.random.default_rng(0).integers(0, 256, (4, 67, 67, 3), dtype=np.uint8)
+    assert np.isfinite(model.train_on_batch(x, np.arange(4))[0])
+    assert not [w for w in recwarn if "jit_compile" in str(w.message)]

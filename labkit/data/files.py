@@ -1,4 +1,4 @@
-"""OxFlower17: download, verify, extract, split, and feed it to Keras through tf.data.
+"""OxFlower17's files: download, verify, extract, split, and an index of every image.
 
 Nilsback & Zisserman, "A Visual Vocabulary for Flower Classification", CVPR 2006.
 17 classes x 80 images = 1,360 JPEGs; image ``image_NNNN.jpg`` has label ``(NNNN - 1) // 80``.
@@ -406,12 +406,10 @@ def oxflower17_index(data_dir=None, partition: int = 1, download: bool | None = 
     return df
 
 
-# --------------------------------------------------------------------------- tf.data pipeline
-
 SPLIT_CHOICES = ("train", "val", "test", "trainval", "all")
 
 
-def _select(index: pd.DataFrame, split: str) -> pd.DataFrame:
+def select_split(index: pd.DataFrame, split: str) -> pd.DataFrame:
     if split not in SPLIT_CHOICES:
         raise ValueError(f"split must be one of {', '.join(SPLIT_CHOICES)}; got {split!r}.")
     if split == "all":
@@ -419,194 +417,6 @@ def _select(index: pd.DataFrame, split: str) -> pd.DataFrame:
     if split == "trainval":
         return index[index["split"].isin(["train", "val"])]
     return index[index["split"] == split]
-
-
-def decode_and_resize(jpeg_bytes, image_size: int):
-    """Decode a JPEG, scale its shorter side to ``image_size`` and take the central square.
-
-    This is AlexNet's test-time preprocessing (shorter side to 256, central 256x256), at any size.
-    Large reductions use libjpeg's DCT-domain downscaling (``ratio`` 2, 4 or 8) first, which is
-    several times faster than decoding full size and a clean low-pass downscale.
-    Returns ``uint8`` ``(image_size, image_size, 3)``.
-    """
-    import tensorflow as tf
-
-    shape = tf.io.extract_jpeg_shape(jpeg_bytes)
-    short = tf.minimum(shape[0], shape[1])
-
-    def decode(ratio):
-        return lambda: tf.io.decode_jpeg(jpeg_bytes, channels=3, ratio=ratio)
-
-    image = tf.case(
-        [(short >= 8 * image_size, decode(8)), (short >= 4 * image_size, decode(4)),
-         (short >= 2 * image_size, decode(2))],
-        default=decode(1),
-    )
-    h = tf.cast(tf.shape(image)[0], tf.float32)
-    w = tf.cast(tf.shape(image)[1], tf.float32)
-    scale = image_size / tf.minimum(h, w)
-    new_h = tf.maximum(image_size, tf.cast(tf.round(h * scale), tf.int32))
-    new_w = tf.maximum(image_size, tf.cast(tf.round(w * scale), tf.int32))
-    image = tf.image.resize(image, [new_h, new_w], method="bilinear", antialias=True)
-    top = (new_h - image_size) // 2
-    left = (new_w - image_size) // 2
-    image = image[top:top + image_size, left:left + image_size, :]
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-    return tf.ensure_shape(image, [image_size, image_size, 3])
-
-
-CACHE_VERSION = 1
-_decoded: dict[Path, np.ndarray] = {}
-
-
-def decode_all(images_dir: Path, image_size: int) -> np.ndarray:
-    """Decode every image (``decode_and_resize``, in parallel): ``(1360, S, S, 3)`` uint8,
-    row ``image_id - 1``."""
-    import tensorflow as tf
-
-    paths = [str(images_dir / f"image_{i:04d}.jpg") for i in range(1, NUM_IMAGES + 1)]
-    ds = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda p: decode_and_resize(tf.io.read_file(p), image_size),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(64)
-    return np.concatenate([batch.numpy() for batch in ds])
-
-
-def decoded_images(image_size: int, data_dir=None, download: bool | None = None) -> np.ndarray:
-    """All 1,360 images decoded at ``image_size`` (uint8, row = image_id - 1), from a disk cache.
-
-    The first call for a size decodes the JPEGs and saves ``<data_dir>/cache/oxflower17-<S>px-...npy``
-    (written to a temporary name, then renamed: never half a file); every later call, in any
-    process, loads it in a fraction of a second. The name carries the archive's checksum, so a
-    replaced archive never meets a stale cache; a damaged cache file is rebuilt.
-    """
-    images_dir = ensure_images(data_dir, download=download)
-    stamp = (images_dir.parent / READY_MARKER).read_text()
-    tag = hashlib.md5(stamp.encode()).hexdigest()[:8]
-    path = images_dir.parent.parent / "cache" / f"oxflower17-{int(image_size)}px-v{CACHE_VERSION}-{tag}.npy"
-    if path in _decoded:
-        return _decoded[path]
-    expected = (NUM_IMAGES, int(image_size), int(image_size), 3)
-    images = None
-    if path.is_file():
-        try:
-            images = np.load(path)
-            if images.shape != expected or images.dtype != np.uint8:
-                images = None
-        except (OSError, ValueError):  # damaged: it is derived data, so rebuild it
-            images = None
-        if images is None:
-            _announce(f"cache-bad-{path}", f"{path} is damaged; decoding the images again.")
-    if images is None:
-        images = decode_all(images_dir, int(image_size))
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-            np.save(tmp, images)
-            os.replace(tmp, path)
-        except OSError as err:
-            _announce("cache-unwritable", f"could not save decoded images to {path} ({err}); "
-                                          "they are kept in memory for this session only.")
-    _decoded[path] = images
-    return images
-
-
-def oxflower17(
-    split: str = "train",
-    image_size: int | None = None,
-    batch_size: int | None = None,
-    *,
-    partition: int = 1,
-    data_dir=None,
-    shuffle: bool | None = None,
-    seed: int = 0,
-    cache: bool = True,
-    dtype: str = "float32",
-    drop_remainder: bool = False,
-    download: bool | None = None,
-    profile=None,
-):
-    """A ``tf.data.Dataset`` of ``(image, label)`` batches for one split of OxFlower17.
-
-    Images are decoded, their shorter side resized to ``image_size`` and centre-cropped; with
-    ``cache`` (the default) that happens once, ever, and is kept on disk and in memory
-    (``decoded_images``); ``cache=False`` decodes every epoch. The training split is shuffled with
-    ``seed`` (a new order every epoch, the same sequence of orders for the same seed).
-    ``dtype="float32"`` gives pixel values in [0, 1]; ``dtype="uint8"`` gives 0..255.
-    ``image_size`` and ``batch_size`` default to the active profile's.
-    """
-    import tensorflow as tf
-
-    from labkit.profiles import get_profile
-
-    if image_size is None or batch_size is None:
-        prof = get_profile(profile)
-        image_size = image_size or prof.image_size
-        batch_size = batch_size or prof.batch_size
-    if int(image_size) < 8:
-        raise ValueError(f"image_size must be at least 8 pixels, got {image_size}.")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
-    if dtype not in ("float32", "uint8"):
-        raise ValueError(f"dtype must be 'float32' (values in [0, 1]) or 'uint8'; got {dtype!r}.")
-    rows = _select(oxflower17_index(data_dir, partition, download=download), split)
-    if shuffle is None:
-        shuffle = split in ("train", "trainval")
-
-    labels = rows["label"].to_numpy(dtype=np.int32)
-    size = int(image_size)
-    to_float = dtype == "float32"
-
-    def finish(x, y):
-        return (tf.cast(x, tf.float32) / 255.0 if to_float else x), y
-
-    if cache:  # decoded once, ever (see decoded_images); batches are gathered from memory
-        images = tf.constant(decoded_images(size, data_dir, download=download)[rows["image_id"].to_numpy() - 1])
-        labels = tf.constant(labels)
-        # shuffle and batch the row numbers, not the images: the same order as shuffling the
-        # images themselves, without copying every image through a shuffle buffer
-        ds = tf.data.Dataset.range(len(rows))
-        if shuffle:
-            ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
-        ds = ds.map(lambda i: finish(tf.gather(images, i), tf.gather(labels, i)),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
-    # stream: decode every epoch (little memory)
-    ds = tf.data.Dataset.from_tensor_slices((rows["path"].to_numpy(dtype=str), labels))
-    if shuffle:
-        ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda p, y: (decode_and_resize(tf.io.read_file(p), size), y),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
-    return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def load_tfds(split: str = "train", data_dir=None, partition: int = 1, **load_kwargs):
-    """Load OxFlower17 with ``tfds.load`` through labkit's TFDS builder ``oxford_flowers17``.
-
-    The builder prepares the data set from labkit's data directory (its *manual dir*), so it
-    needs no network when the archive is there. Splits are ``train``, ``validation``, ``test``.
-    A prepared copy made with another split source (e.g. before ``datasplits.mat`` was added)
-    is rebuilt, so TFDS and ``oxflower17()`` always agree.
-    """
-    import tensorflow_datasets as tfds
-
-    from labkit import tfds_oxflower17  # noqa: F401  (registers the builder)
-
-    root = resolve_data_dir(data_dir)
-    ensure_images(root)
-    split_name, _ = load_splits(root, partition)
-    prepared = root / "tfds" / "oxford_flowers17" / f"partition{partition}"
-    stamp = prepared / "labkit-split.txt"
-    if prepared.exists() and (not stamp.is_file() or stamp.read_text() != split_name):
-        shutil.rmtree(prepared)  # a derived cache, rebuilt from the archive below
-    config = tfds.download.DownloadConfig(manual_dir=str(root))
-    result = tfds.load(
-        f"oxford_flowers17/partition{partition}", split=split, data_dir=str(root / "tfds"),
-        download_and_prepare_kwargs={"download_config": config}, **load_kwargs,
-    )
-    stamp.write_text(split_name)
-    return result
 
 
 def image_sizes(index: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,179 @@
+"""Batches of OxFlower17 for Keras: ``tf.data`` where TensorFlow is installed, NumPy elsewhere.
+
+``oxflower17(split, image_size, batch_size)`` gathers batches from the decoded-image cache
+(``labkit.data.decode``). With TensorFlow it returns a ``tf.data.Dataset``, which every Keras
+backend can train from; on a machine without TensorFlow (a JAX- or PyTorch-only GPU box) it
+returns ``ArrayBatches``, a ``keras.utils.PyDataset`` over the same cache. Both shuffle the
+training split with ``seed`` (a new order every epoch, the same sequence of orders for the same
+seed; the two pipelines' orders differ) and iterate as ``for images, labels in batches``.
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from labkit.backend import has_tensorflow
+from labkit.data.decode import decode_and_resize, decoded_images
+from labkit.data.files import oxflower17_index, select_split
+
+PIPELINES = ("tf.data", "numpy")
+
+
+def default_pipeline() -> str:
+    return "tf.data" if has_tensorflow() else "numpy"
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Shuffled ``(images, labels)`` batches from in-memory arrays, for any Keras backend.
+
+    ``shuffle``: a new permutation every epoch from ``numpy.random.default_rng((seed, epoch))``.
+    ``repeat``: endless (for ``steps_per_epoch``). ``map(fn)``: a copy whose batches pass through
+    ``fn(images, labels) -> (images, labels)`` (NumPy in, NumPy out), like ``tf.data``'s map.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle: bool = False,
+                 seed: int = 0, drop_remainder: bool = False, to_float: bool = False, repeat: bool = False,
+                 transforms=()):
+        super().__init__()
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels, self.batch_size = images, labels, int(batch_size)
+        self.shuffle, self.seed, self.drop_remainder = shuffle, seed, drop_remainder
+        self.to_float, self.repeat, self.transforms = to_float, repeat, tuple(transforms)
+        self.epoch = 0
+        self.per_epoch = (len(images) // self.batch_size if drop_remainder
+                          else math.ceil(len(images) / self.batch_size))
+        if self.per_epoch == 0:
+            raise ValueError(f"{len(images)} images make no batch of {batch_size} with drop_remainder")
+
+    def __len__(self):
+        return self.per_epoch
+
+    @property
+    def num_batches(self):
+        return None if self.repeat else self.per_epoch
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.images))
+        return np.random.default_rng((self.seed, epoch)).permutation(len(self.images))
+
+    def __getitem__(self, index):
+        epoch, index = self.epoch + index // self.per_epoch, index % self.per_epoch
+        if not self.repeat and epoch != self.epoch:
+            raise IndexError(f"batch {index} of {self.per_epoch}")
+        rows = self._order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        x, y = self.images[rows], self.labels[rows]
+        if self.to_float:
+            x = x.astype(np.float32) / 255.0
+        for fn in self.transforms:
+            x, y = fn(x, y)
+        return x, y
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def _copy(self, **changes) -> "ArrayBatches":
+        settings = dict(shuffle=self.shuffle, seed=self.seed, drop_remainder=self.drop_remainder,
+                        to_float=self.to_float, repeat=self.repeat, transforms=self.transforms)
+        return ArrayBatches(self.images, self.labels, self.batch_size, **{**settings, **changes})
+
+    def map(self, fn) -> "ArrayBatches":
+        return self._copy(transforms=self.transforms + (fn,))
+
+    def take(self, batches: int):
+        """The first ``batches`` batches, as ``tf.data``'s ``take`` gives them."""
+        return [self[i] for i in range(min(batches, self.per_epoch))]
+
+    def repeated(self) -> "ArrayBatches":
+        """The same batches without end (``tf.data``'s ``repeat()``), for ``steps_per_epoch``."""
+        return self._copy(repeat=True)
+
+
+def oxflower17(
+    split: str = "train",
+    image_size: int | None = None,
+    batch_size: int | None = None,
+    *,
+    partition: int = 1,
+    data_dir=None,
+    shuffle: bool | None = None,
+    seed: int = 0,
+    cache: bool = True,
+    dtype: str = "float32",
+    drop_remainder: bool = False,
+    download: bool | None = None,
+    profile=None,
+    pipeline: str | None = None,
+):
+    """``(image, label)`` batches for one split of OxFlower17.
+
+    Images are decoded, their shorter side resized to ``image_size`` and centre-cropped; with
+    ``cache`` (the default) that happens once, ever, and is kept on disk and in memory
+    (``decoded_images``); ``cache=False`` decodes every epoch (``tf.data`` only). The training
+    split is shuffled with ``seed`` (a new order every epoch, the same sequence of orders for the
+    same seed). ``dtype="float32"`` gives pixel values in [0, 1]; ``dtype="uint8"`` gives 0..255.
+    ``image_size`` and ``batch_size`` default to the active profile's. ``pipeline``: ``tf.data``
+    (a ``tf.data.Dataset``; the default when TensorFlow is installed) or ``numpy``
+    (``ArrayBatches``, a ``keras.utils.PyDataset``; the default without TensorFlow).
+    """
+    from labkit.profiles import get_profile
+
+    if image_size is None or batch_size is None:
+        prof = get_profile(profile)
+        image_size = image_size or prof.image_size
+        batch_size = batch_size or prof.batch_size
+    if int(image_size) < 8:
+        raise ValueError(f"image_size must be at least 8 pixels, got {image_size}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    if dtype not in ("float32", "uint8"):
+        raise ValueError(f"dtype must be 'float32' (values in [0, 1]) or 'uint8'; got {dtype!r}.")
+    pipeline = pipeline or default_pipeline()
+    if pipeline not in PIPELINES:
+        raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}.")
+    if pipeline == "tf.data" and not has_tensorflow():
+        raise ValueError("pipeline 'tf.data' needs TensorFlow, which is not installed; use pipeline='numpy'.")
+    if pipeline == "numpy" and not cache:
+        raise ValueError("the numpy pipeline reads the decoded-image cache; cache=False needs pipeline='tf.data'.")
+    rows = select_split(oxflower17_index(data_dir, partition, download=download), split)
+    if shuffle is None:
+        shuffle = split in ("train", "trainval")
+    labels = rows["label"].to_numpy(dtype=np.int32)
+    size = int(image_size)
+    if pipeline == "numpy":
+        images = decoded_images(size, data_dir, download=download)
+        return ArrayBatches(images[rows["image_id"].to_numpy() - 1], labels, int(batch_size), shuffle=shuffle,
+                            seed=seed, drop_remainder=drop_remainder, to_float=dtype == "float32")
+    return _tf_dataset(rows, labels, size, int(batch_size), shuffle, seed, cache, dtype == "float32",
+                       drop_remainder, data_dir, download)
+
+
+def _tf_dataset(rows, labels, size, batch_size, shuffle, seed, cache, to_float, drop_remainder, data_dir, download):
+    import tensorflow as tf
+
+    def finish(x, y):
+        return (tf.cast(x, tf.float32) / 255.0 if to_float else x), y
+
+    if cache:  # decoded once, ever (see decoded_images); batches are gathered from memory
+        images = tf.constant(decoded_images(size, data_dir, download=download)[rows["image_id"].to_numpy() - 1])
+        labels = tf.constant(labels)
+        # shuffle and batch the row numbers, not the images: the same order as shuffling the
+        # images themselves, without copying every image through a shuffle buffer
+        ds = tf.data.Dataset.range(len(rows))
+        if shuffle:
+            ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.map(lambda i: finish(tf.gather(images, i), tf.gather(labels, i)),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+    # stream: decode every epoch (little memory)
+    ds = tf.data.Dataset.from_tensor_slices((rows["path"].to_numpy(dtype=str), labels))
+    if shuffle:
+        ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda p, y: (decode_and_resize(tf.io.read_file(p), size), y),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,93 @@
+"""Time budgets that hold on any machine: choose the number of epochs from measured speed.
+
+A profile states how many minutes a lab's whole run may take (``budget_minutes``). Before the
+real model is compiled, ``train()`` times a few training and inference steps of a throw-away
+copy on this machine, then chooses the most epochs, up to the recipe's, that fit the budget:
+
+    elapsed so far + epochs x (training pass + validation pass) + final evaluation <= budget
+
+The schedule (cosine or lr / 10 on plateau) is then set for that length. An explicit
+``epochs`` wins over the budget. The choice is written to ``budget.json`` in the run folder
+before training, so a resumed run keeps it, and to the run record.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+#: the final evaluation: the test split once, and again as 10 crops (AlexNet's test views)
+FINAL_EVALUATION_PASSES = 11
+#: saving the model, figures and record after training (seconds)
+FINISHING_SECONDS = 10.0
+
+
+@dataclasses.dataclass
+class Budget:
+    """The budget, what was measured, and the epochs chosen."""
+
+    minutes: float
+    train_images_per_second: float       # measured, this machine, this model and size
+    inference_images_per_second: float   # measured
+    recipe_epochs: int                   # the recipe's length (the most the budget may choose)
+    epochs: int                          # chosen
+    seconds_per_epoch: float             # estimated: training pass + validation pass
+    setup_seconds: float                 # spent before the first epoch (data, probe, ...)
+    full_length_val_accuracy: float | None = None   # what the recipe's full length reached (profile)
+
+    @property
+    def shortened(self) -> bool:
+        return self.epochs < self.recipe_epochs
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        text = (f"time budget {self.minutes:g} min: this machine trains at "
+                f"{self.train_images_per_second:.1f} img/s, about {self.seconds_per_epoch:.0f} s an epoch, "
+                f"so {self.epochs} of the recipe's {self.recipe_epochs} epochs fit")
+        if self.shortened:
+            text += f" ({1 - self.epochs / self.recipe_epochs:.0%} shorter than the full recipe"
+            if self.full_length_val_accuracy is not None:
+                text += (f", which reached {self.full_length_val_accuracy:.1%} validation accuracy; "
+                         "expect less from this run")
+            text += ")"
+        return text
+
+
+def seconds_per_step(step, steps: int = 4, warmup: int = 2, clock=time.perf_counter) -> float:
+    """Mean seconds of ``step()`` over ``steps`` calls, after ``warmup`` calls (which compile)."""
+    for _ in range(warmup):
+        step()
+    start = clock()
+    for _ in range(steps):
+        step()
+    return max(clock() - start, 1e-9) / steps
+
+
+def choose_epochs(minutes: float, elapsed: float, train_rate: float, inference_rate: float,
+                  train_images: int, val_images: int, test_images: int, recipe_epochs: int) -> tuple[int, float]:
+    """``(epochs, seconds_per_epoch)``: the most epochs, at least 1 and at most
+    ``recipe_epochs``, whose training and validation passes fit in what is left of
+    ``minutes`` after ``elapsed`` seconds and the final evaluation."""
+    per_epoch = train_images / train_rate + val_images / inference_rate
+    final = FINAL_EVALUATION_PASSES * test_images / inference_rate + FINISHING_SECONDS
+    left = minutes * 60.0 - elapsed - final
+    return max(1, min(recipe_epochs, math.floor(left / per_epoch))), per_epoch
+
+
+def save(budget: Budget, path: Path) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(budget.as_dict(), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> Budget | None:
+    """The budget a run chose before it was interrupted, or None."""
+    try:
+        return Budget(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None

@@ -1,0 +1,175 @@
+"""``train()``: one call that trains a labkit model on OxFlower17, evaluates it and writes its
+run folder, on any Keras backend. Safe to re-run: an interrupted run resumes from its last
+completed epoch (Keras ``BackupAndRestore``), a finished one is returned, not retrained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from labkit import backend
+from labkit import data as lkdata
+from labkit.profiles import get_profile
+from labkit.train import budget as lkbudget
+from labkit.train.callbacks import EpochTimer
+from labkit.train.config import TrainConfig, make_config, run_name, same_config
+from labkit.train.inputs import channel_statistics, datasets, training_images
+from labkit.train.model import build_training_model, compile_model, set_precision, val_accuracy_key
+from labkit.train.records import Run, load_run, read_history, results, write_run
+
+
+class OutOfMemoryError(RuntimeError):
+    """The accelerator ran out of memory; the message says which settings to lower."""
+
+
+def _out_of_memory(cfg: TrainConfig, backup: Path) -> OutOfMemoryError:
+    smaller = max(1, cfg.batch_size // 2)
+    return OutOfMemoryError(
+        f"The {'GPU' if backend.gpu_count() else 'machine'} ran out of memory training {cfg.model} at "
+        f"{cfg.image_size} px with batch size {cfg.batch_size}. Lower the batch size (batch_size={smaller}, "
+        f"--batch-size {smaller}) or the image size, or close other notebooks that hold GPU memory "
+        "(Colab: Runtime > Restart session), then run the same call again. Nothing saved is lost: "
+        f"finished epochs are kept in {backup}, and a run with the same settings resumes from them.")
+
+
+def _plan_budget(cfg: TrainConfig, path: Path, started: float, mean, variance, train_ds, index,
+                 resuming: bool) -> lkbudget.Budget:
+    """The epochs that fit ``cfg.budget_minutes``: from ``budget.json`` when resuming, else
+    measured now on a throw-away copy of the model (so the real one starts untouched)."""
+    if resuming and (kept := lkbudget.load(path)) is not None:
+        return kept
+    probe, probe_inference, _ = build_training_model(cfg, mean, variance)
+    compile_model(probe, cfg, steps_per_epoch=1)
+    x, y = next(iter(train_ds))
+    images = np.asarray(x)
+    batch = images.shape[0]
+    train_step = lkbudget.seconds_per_step(lambda: probe.train_on_batch(x, y))
+    floats = images.astype("float32") / 255.0
+    infer_step = lkbudget.seconds_per_step(lambda: probe_inference.predict_on_batch(floats))
+    del probe, probe_inference
+    keras.utils.set_random_seed(cfg.seed)  # the real model starts as it would without a probe
+    splits = index["split"].value_counts()
+    val_images = int(splits.get("val", 0)) if cfg.train_split == "train" else 0
+    epochs, per_epoch = lkbudget.choose_epochs(
+        cfg.budget_minutes, time.perf_counter() - started, batch / train_step, batch / infer_step,
+        training_images(cfg, index), val_images, int(splits.get("test", 0)), cfg.epochs)
+    expected = get_profile(cfg.profile).expected_val_accuracy.get(cfg.model)
+    plan = lkbudget.Budget(cfg.budget_minutes, batch / train_step, batch / infer_step, cfg.epochs, epochs,
+                           per_epoch, time.perf_counter() - started, expected)
+    lkbudget.save(plan, path)
+    return plan
+
+
+def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None, batch_size=None,
+          out_dir=None, data_dir=None, overwrite: bool = False, verbose: int | str = "auto",
+          callbacks=(), **settings) -> Run:
+    """Train ``model`` on OxFlower17 with the active profile, evaluate it, write its run folder.
+
+    ``settings`` are ``TrainConfig`` fields (``optimizer``, ``learning_rate``, ``augmentation``,
+    ``seed``, ``partition``, ``model_options``, ``steps_per_epoch``, ``budget_minutes`` ...).
+    """
+    started = time.perf_counter()
+    cfg = make_config(model, profile, epochs=epochs, image_size=image_size, batch_size=batch_size, **settings)
+    out = Path(out_dir) if out_dir else Path(lkdata.default_data_dir()).parent / "outputs" / run_name(cfg)
+    results_path, history_path, backup = out / "results.json", out / "history.csv", out / "backup"
+    budget_path = out / "budget.json"
+    if results_path.is_file() and not overwrite:
+        record = json.loads(results_path.read_text())
+        if same_config(record.get("config", {}), cfg):
+            print(f"[labkit.train] {out} holds a finished run with these settings; returning it "
+                  "(train(..., overwrite=True) trains again).")
+            return load_run(out, data_dir=data_dir)
+        raise ValueError(f"{out} holds a finished run with other settings. Choose another out_dir, or "
+                         "pass overwrite=True to replace it.")
+    if overwrite and out.exists():
+        for item in ("results.json", "history.csv", "best.keras", "best.weights.h5", "budget.json", "backup"):
+            target = out / item
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    resuming = backup.exists() and any(backup.iterdir())
+    out.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        history_path.unlink(missing_ok=True)
+
+    precision = set_precision(cfg)
+    backend.setup_gpu_memory()
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        backend.enable_determinism()
+    index = lkdata.oxflower17_index(data_dir, cfg.partition)
+    aux = cfg.model == "googlenet" and cfg.model_options.get("aux_classifiers", False)
+    train_ds, val_ds, test_ds = datasets(cfg, data_dir, outputs=3 if aux else 1)
+    mean, variance = channel_statistics(lkdata.oxflower17(cfg.train_split, cfg.image_size, cfg.batch_size,
+                                                          data_dir=data_dir, partition=cfg.partition, shuffle=False))
+    images = training_images(cfg, index)
+    steps = cfg.steps_per_epoch or (images // cfg.batch_size if cfg.jit_compile else math.ceil(images / cfg.batch_size))
+
+    plan, run_cfg = None, cfg
+    try:
+        if cfg.budget_minutes and cfg.steps_per_epoch is None:
+            plan = _plan_budget(cfg, budget_path, started, mean, variance, train_ds, index, resuming)
+            print(f"[labkit.train] {plan.describe()}", flush=True)
+            run_cfg = dataclasses.replace(cfg, epochs=plan.epochs)  # the schedule spans the chosen length
+        with backend.distribution_scope():
+            model, inference, net = build_training_model(run_cfg, mean, variance)
+            compile_model(model, run_cfg, steps)
+        monitor = val_accuracy_key(model) if val_ds is not None else None
+        earlier = read_history(history_path) if resuming else pd.DataFrame()
+        # after a resume, only an epoch better than every earlier one may replace best.weights.h5
+        best_so_far = (float(earlier[monitor].max()) if monitor and monitor in earlier
+                       and (out / "best.weights.h5").is_file() else None)
+        cbs = [
+            EpochTimer(cfg.batch_size),
+            # the backup outlives fit(): it is removed only once results.json exists, so a crash
+            # during evaluation or saving never throws the finished training away
+            keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
+            # with ema: validation, the best checkpoint and the final model use the averaged weights;
+            # the backup above (saved before the swap) keeps the raw ones and the average alike
+            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []),
+            # without validation (trainval) the final weights are the model: nothing to choose from
+            *([keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor=monitor, mode="max",
+                                               save_best_only=True, save_weights_only=True,
+                                               initial_value_threshold=best_so_far)] if monitor else []),
+            keras.callbacks.CSVLogger(str(history_path), append=True),
+            keras.callbacks.TerminateOnNaN(),
+            *callbacks,
+        ]
+        if cfg.optimizer == "sgd":
+            cbs.insert(1, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.1,
+                                                            patience=cfg.plateau_patience, min_lr=1e-5))
+        if resuming:
+            print(f"[labkit.train] resuming from the last completed epoch in {backup} "
+                  "(training that already finished is not repeated)")
+        fit_started = time.perf_counter()
+        model.fit(train_ds, validation_data=val_ds, epochs=run_cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
+                  callbacks=cbs, verbose=verbose, shuffle=False)  # the pipeline shuffles (seeded)
+        wall = time.perf_counter() - fit_started
+    except Exception as err:
+        if backend.is_out_of_memory(err):
+            raise _out_of_memory(cfg, backup) from err
+        raise
+
+    if monitor and (out / "best.weights.h5").is_file():  # trainval: the final (averaged) weights
+        model.load_weights(str(out / "best.weights.h5"))
+    from labkit.evaluate import evaluate, evaluate_ten_crop
+
+    evaluation = evaluate(inference, test_ds, lkdata.CLASS_NAMES)
+    ten_crop = evaluate_ten_crop(inference, lkdata.CLASS_NAMES, "test", cfg.image_size,
+                                 batch_size=cfg.batch_size, data_dir=data_dir, partition=cfg.partition)
+    history = read_history(history_path)
+    record = results(cfg, net, index, history, evaluation, wall, monitor,
+                     test_top1_10crop=ten_crop.top1, precision=precision, jit_compile=cfg.jit_compile,
+                     budget=plan.as_dict() if plan else None,
+                     wall_seconds=time.perf_counter() - started)
+    write_run(out, record, inference, net, history, evaluation,
+              title=f"{cfg.model}, {cfg.profile} profile, {cfg.image_size} px")
+    shutil.rmtree(backup, ignore_errors=True)
+    budget_path.unlink(missing_ok=True)
+    return Run(out, record, history, inference, evaluation)

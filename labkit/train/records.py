@@ -1,0 +1,130 @@
+"""What a run leaves in its folder, and reading it back.
+
+``results.json`` (the run record, written last and atomically: its presence means the run is
+complete), ``history.csv``, ``model_summary.txt``, ``best.keras``, ``per_class.csv``,
+``confusion_matrix.csv`` and figures.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from labkit import data as lkdata
+from labkit import models as lkmodels
+
+RESULTS_VERSION = 1
+
+
+@dataclasses.dataclass
+class Run:
+    """What a training run leaves: the model (best epoch), its history and its record."""
+
+    out_dir: Path
+    results: dict
+    history: pd.DataFrame
+    model: object = None
+    evaluation: object = None
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame()
+    # Keras' CSVLogger writes empty val_* columns when there is no validation (trainval): drop them
+    history = pd.read_csv(path).dropna(axis=1, how="all")
+    # an epoch written twice (crash between the log and the backup) keeps its last row
+    return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+
+
+def write_json_atomically(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def summary_text(model) -> str:
+    lines = []
+    model.summary(print_fn=lambda line, *a, **k: lines.append(line), line_length=110)
+    return "\n".join(lines) + "\n"
+
+
+def save_figures(out: Path, history: pd.DataFrame, evaluation, title: str) -> None:
+    """learning_curves.png and confusion_matrix.png in the run folder (closed, not shown)."""
+    import matplotlib.pyplot as plt
+
+    from labkit import plots
+
+    for name, fig in (("learning_curves.png", plots.learning_curves(history, title=title)),
+                      ("confusion_matrix.png", plots.confusion_matrix(evaluation.confusion_matrix(),
+                                                                      evaluation.class_names, title=title))):
+        fig.savefig(out / name, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+
+
+def results(cfg, net, index, history, evaluation, wall, monitor, **extra) -> dict:
+    """The run record: config, model size, data split, device and backend, speed, accuracy."""
+    from labkit import backend
+    from labkit.env import device_report
+
+    val_col = monitor if monitor in history else "val_accuracy"
+    # trainval: no validation, so no best epoch (null in the record)
+    best_row = history.loc[history[val_col].idxmax()] if len(history) and val_col in history else None
+    steady = (history["images_per_second"].iloc[1:] if len(history) > 1
+              else history.get("images_per_second", pd.Series(dtype=float)))
+    return {
+        "results_version": RESULTS_VERSION,
+        "model": cfg.model,
+        "model_options": cfg.model_options,
+        "params": lkmodels.count_trainable(net),
+        "params_incl_bn_stats": lkmodels.count_all(net),
+        "profile": cfg.profile,
+        "image_size": cfg.image_size,
+        "batch_size": cfg.batch_size,
+        "split_name": index.attrs["split_name"],
+        "partition": cfg.partition,
+        "epochs_run": int(len(history)),
+        "seed": cfg.seed,
+        "device": device_report()["device"],
+        "backend": backend.name(),
+        "training_seconds": float(history["train_seconds"].sum()) if "train_seconds" in history else wall,
+        "train_images_per_second": float(steady.mean()) if len(steady) else None,
+        "best_epoch": int(best_row["epoch"]) + 1 if best_row is not None else None,
+        "best_val_accuracy": float(best_row[val_col]) if best_row is not None else None,
+        "test_top1": evaluation.top1,
+        "test_top5": evaluation.top5,
+        "test_images": int(len(evaluation.labels)),
+        **extra,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": dataclasses.asdict(cfg),
+    }
+
+
+def load_run(out_dir, data_dir=None) -> Run:
+    """A finished run folder back as a ``Run``: its record, history, best model and test evaluation."""
+    from labkit.evaluate import evaluate
+
+    out = Path(out_dir)
+    if not (out / "results.json").is_file():
+        raise ValueError(f"{out} holds no finished run (no results.json); train it first.")
+    record = json.loads((out / "results.json").read_text())
+    model = keras.models.load_model(out / "best.keras")
+    test = lkdata.oxflower17("test", record["image_size"], record["batch_size"], data_dir=data_dir,
+                             partition=record["partition"])
+    return Run(out, record, read_history(out / "history.csv"), model,
+               evaluate(model, test, lkdata.CLASS_NAMES))
+
+
+def write_run(out: Path, record: dict, inference, net, history, evaluation, title: str) -> None:
+    """Everything but the backup; ``results.json`` last, so that it means 'complete'."""
+    inference.save(out / "best.keras")
+    (out / "model_summary.txt").write_text(summary_text(net))
+    evaluation.per_class().to_csv(out / "per_class.csv", index=False)
+    np.savetxt(out / "confusion_matrix.csv", evaluation.confusion_matrix(), fmt="%d", delimiter=",")
+    save_figures(out, history, evaluation, title=title)
+    write_json_atomically(out / "results.json", record)
