@@ -84,6 +84,14 @@ def has_bfloat16_gpu(devices: list[dict] | None = None) -> bool:
     return bool(devices) and all((d.get("compute_capability") or (0, 0)) >= (8, 0) for d in devices)
 
 
+def jit_compile(requested: bool) -> bool:
+    """Whether to compile the training step. On JAX always: Keras' JAX trainer runs the step
+    op by op (many times slower) unless it is jitted, and XLA is JAX's only compiler. On
+    TensorFlow (XLA) and PyTorch (``torch.compile``), as requested: on a CPU, TensorFlow
+    without XLA can be faster (it depends on the CPU: measure it)."""
+    return True if name() == "jax" else bool(requested)
+
+
 def setup_gpu_memory() -> None:
     """TensorFlow takes all GPU memory at start unless told to grow: then a second notebook on the
     same GPU dies out of memory. Memory growth lets each take what it needs. JAX takes 75% of the

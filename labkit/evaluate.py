@@ -71,7 +71,7 @@ def predict(model, dataset) -> tuple[np.ndarray, np.ndarray]:
     """Labels and probabilities over a whole ``(images, labels)`` dataset (main output only)."""
     labels, probs = [], []
     for images, y in dataset:
-        p = model(np.asarray(images), training=False)
+        p = model.predict_on_batch(np.asarray(images))  # compiled (jit on JAX), unlike model(x)
         if isinstance(p, (list, tuple)):
             p = p[0]
         elif isinstance(p, dict):
@@ -107,7 +107,7 @@ def evaluate_ten_crop(model, class_names, split: str = "test", image_size: int |
     for images, y in ds:
         views = ten_crops(np.asarray(images), size)            # (10, B, size, size, 3)
         flat = ops.reshape(views, (-1, size, size, 3))
-        p = model(flat, training=False)
+        p = model.predict_on_batch(flat)
         if isinstance(p, (list, tuple)):
             p = p[0]
         elif isinstance(p, dict):

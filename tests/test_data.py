@@ -210,32 +210,71 @@ def test_real_archive_index(real_data_dir):
     assert index.attrs["partition"] == 1
 
 
-def test_pipeline_shapes_dtypes_and_ranges(real_data_dir):
-    ds = data.oxflower17("val", image_size=48, batch_size=32, data_dir=real_data_dir)
+def pipelines():
+    """Both pipelines where TensorFlow is installed, the NumPy one alone elsewhere."""
+    from labkit.backend import has_tensorflow
+
+    return ["tf.data", "numpy"] if has_tensorflow() else ["numpy"]
+
+
+@pytest.mark.parametrize("pipeline", pipelines())
+def test_pipeline_shapes_dtypes_and_ranges(real_data_dir, pipeline):
+    ds = data.oxflower17("val", image_size=48, batch_size=32, data_dir=real_data_dir, pipeline=pipeline)
     images, labels = next(iter(ds))
+    images, labels = np.asarray(images), np.asarray(labels)
     assert images.shape == (32, 48, 48, 3) and images.dtype.name == "float32"
     assert labels.shape == (32,) and labels.dtype.name == "int32"
-    assert 0.0 <= float(images.numpy().min()) and float(images.numpy().max()) <= 1.0
+    assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
     total = sum(int(y.shape[0]) for _, y in ds)
     assert total == 340
 
     raw = data.oxflower17("test", image_size=40, batch_size=7, data_dir=real_data_dir, dtype="uint8",
-                          drop_remainder=True)
+                          drop_remainder=True, pipeline=pipeline)
     x, _ = next(iter(raw))
-    assert x.dtype.name == "uint8" and x.shape == (7, 40, 40, 3)
+    assert np.asarray(x).dtype.name == "uint8" and x.shape == (7, 40, 40, 3)
     assert sum(1 for _ in raw) == 340 // 7
 
 
-def test_training_order_is_shuffled_and_seeded(real_data_dir):
+@pytest.mark.parametrize("pipeline", pipelines())
+def test_training_order_is_shuffled_and_seeded(real_data_dir, pipeline):
     def order(seed):
-        ds = data.oxflower17("train", 16, 680, data_dir=real_data_dir, seed=seed)
-        return [next(iter(ds))[1].numpy() for _ in range(1)][0]
+        ds = data.oxflower17("train", 16, 680, data_dir=real_data_dir, seed=seed, pipeline=pipeline)
+        return np.asarray(next(iter(ds))[1])
 
     a, b, c = order(1), order(1), order(2)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert sorted(a.tolist()) == sorted([l for l in range(17) for _ in range(40)])
-    ordered = next(iter(data.oxflower17("test", 16, 340, data_dir=real_data_dir)))[1].numpy()
+    ordered = np.asarray(next(iter(data.oxflower17("test", 16, 340, data_dir=real_data_dir, pipeline=pipeline)))[1])
     assert np.all(np.diff(ordered) >= 0)  # evaluation splits keep the index order
+
+
+def test_numpy_batches_reshuffle_every_epoch_and_repeat(real_data_dir):
+    ds = data.oxflower17("train", 16, 100, data_dir=real_data_dir, seed=3, pipeline="numpy")
+    assert isinstance(ds, data.ArrayBatches) and len(ds) == 7 and ds.num_batches == 7
+    first = np.concatenate([np.asarray(y) for _, y in ds])
+    ds.on_epoch_end()                                     # what Keras calls between epochs
+    second = np.concatenate([np.asarray(y) for _, y in ds])
+    assert len(first) == 680 and sorted(first) == sorted(second) and not np.array_equal(first, second)
+    endless = ds.repeated()
+    assert endless.num_batches is None and np.asarray(endless[7][1]).shape == (100,)   # batch 1 of the next epoch
+    doubled = ds.map(lambda x, y: (x, y * 2))
+    assert np.array_equal(np.asarray(doubled[0][1]), np.asarray(ds[0][1]) * 2)
+    assert len(ds.take(2)) == 2
+    with pytest.raises(ValueError, match="pipeline"):
+        data.oxflower17("train", 16, 8, data_dir=real_data_dir, pipeline="torch")
+
+
+def test_pillow_decoder_matches_tensorflows_geometry_and_keeps_its_own_cache(real_data_dir):
+    pytest.importorskip("tensorflow")
+    tf_images = data.decoded_images(48, real_data_dir, decoder="tf")
+    pil_images = data.decoded_images(48, real_data_dir, decoder="pil")
+    assert pil_images.shape == tf_images.shape == (1360, 48, 48, 3) and pil_images.dtype == np.uint8
+    difference = np.abs(pil_images.astype(int) - tf_images.astype(int))
+    assert difference.mean() < 6          # the same crop and scale; resampling filters differ slightly
+    cache = sorted(p.name for p in (real_data_dir / "cache").glob("oxflower17-48px-*.npy"))
+    assert len(cache) == 2 and any(name.endswith("-pil.npy") for name in cache)
+    with pytest.raises(ValueError, match="decoder"):
+        data.decoded_images(48, real_data_dir, decoder="opencv")
 
 
 def test_decode_and_resize_keeps_the_central_square():

@@ -335,3 +335,83 @@ def test_gpu_profile_training_model_compiles_with_xla_and_no_fallback(recwarn):
     x = np.random.default_rng(0).integers(0, 256, (4, 67, 67, 3), dtype=np.uint8)
     assert np.isfinite(model.train_on_batch(x, np.arange(4))[0])
     assert not [w for w in recwarn if "jit_compile" in str(w.message)]
+
+
+# --------------------------------------------------------------------------- time budgets
+
+class StandInClock:
+    """A clock that only moves when a stand-in training step says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_step_timing_skips_the_compiling_warm_up_steps():
+    clock, costs = StandInClock(), iter([30.0, 1.0] + [0.5] * 4)   # the first call compiles
+
+    def step():
+        clock.now += next(costs)
+
+    assert train.budget.seconds_per_step(step, steps=4, warmup=2, clock=clock) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("seconds_per_step, expected", [(30.0, 1), (8.0, 2), (2.0, 15), (0.5, 30)])
+def test_a_slower_machine_gets_fewer_epochs_a_faster_one_more_up_to_the_recipe(seconds_per_step, expected):
+    batch = 32
+    train_rate, inference_rate = batch / seconds_per_step, 3 * batch / seconds_per_step
+    epochs, per_epoch = train.choose_epochs(15, 60, train_rate, inference_rate, 680, 340, 340, recipe_epochs=30)
+    assert epochs == expected
+    if 1 < epochs < 30:  # the chosen epochs fit the 15 minutes, one more would not
+        final = train.budget.FINAL_EVALUATION_PASSES * 340 / inference_rate + train.budget.FINISHING_SECONDS
+        assert 60 + epochs * per_epoch + final <= 15 * 60 < 60 + (epochs + 1) * per_epoch + final
+
+
+def test_budgeted_run_chooses_its_epochs_records_them_and_keeps_them_on_resume(real_data_dir, tmp_path, monkeypatch,
+                                                                               capsys):
+    import dataclasses
+
+    from labkit.profiles import get_profile
+
+    profile = dataclasses.replace(get_profile("smoke"), epochs=6, steps_per_epoch=None, budget_minutes=2.0)
+    stand_in = {"train": 0.5, "inference": 0.1}      # a slow machine: 32 img/s training at batch 16
+    calls = iter(["train", "inference"] * 4)
+    monkeypatch.setattr(train.budget, "seconds_per_step", lambda step, **kw: stand_in[next(calls)])
+    out = tmp_path / "budget-run"
+    settings = dict(profile=profile, image_size=32, batch_size=16, out_dir=out, data_dir=real_data_dir,
+                    verbose=0, augmentation="none")
+    with pytest.raises(KeyboardInterrupt):
+        train.train("resnet18", callbacks=[InterruptAt(1)], **settings)
+    plan = json.loads((out / "budget.json").read_text())
+    assert plan["recipe_epochs"] == 6 and 1 <= plan["epochs"] < 6 and plan["train_images_per_second"] == 32
+    stand_in.update(train=0.001, inference=0.001)    # a resumed run keeps its plan, it does not re-measure
+    seen = EpochsSeen()
+    run = train.train("resnet18", callbacks=[seen], **settings)
+    assert run.results["budget"]["epochs"] == plan["epochs"] == run.results["epochs_run"]
+    assert seen.epochs == list(range(1, plan["epochs"]))
+    assert run.results["config"]["epochs"] == 6 and run.results["config"]["budget_minutes"] == 2.0
+    assert "shorter than the full recipe" in capsys.readouterr().out
+    assert not (out / "budget.json").exists()      # the record holds it now
+    explicit = train.make_config("resnet18", profile, epochs=4)
+    assert explicit.budget_minutes is None and explicit.epochs == 4   # --epochs wins over the budget
+
+
+def test_running_out_of_gpu_memory_says_what_to_lower_and_keeps_the_backup(real_data_dir, tmp_path):
+    tf = pytest.importorskip("tensorflow")
+
+    class OutOfMemoryAt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    out = tmp_path / "oom-run"
+    with pytest.raises(train.OutOfMemoryError) as caught:
+        small_run(real_data_dir, out, batch_size=16, callbacks=[OutOfMemoryAt()])
+    message = str(caught.value)
+    assert "batch size 16" in message and "32 px" in message and "--batch-size 8" in message
+    assert any((out / "backup").iterdir()) and (out / "history.csv").is_file()   # epoch 1 is kept
+    seen = EpochsSeen()
+    small_run(real_data_dir, out, batch_size=16, callbacks=[seen])
+    assert seen.epochs == [1]

@@ -80,7 +80,7 @@ def default_data_dir() -> Path:
     env = os.environ.get("LABKIT_DATA_DIR", "").strip()
     if env:
         return Path(env).expanduser().resolve()
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]  # labkit/data/files.py -> the checkout
     if (repo / "pyproject.toml").is_file():
         return repo / "data"
     return Path.home() / "labkit_data"

@@ -78,7 +78,9 @@ class ArrayBatches(keras.utils.PyDataset):
     def _copy(self, **changes) -> "ArrayBatches":
         settings = dict(shuffle=self.shuffle, seed=self.seed, drop_remainder=self.drop_remainder,
                         to_float=self.to_float, repeat=self.repeat, transforms=self.transforms)
-        return ArrayBatches(self.images, self.labels, self.batch_size, **{**settings, **changes})
+        copy = ArrayBatches(self.images, self.labels, self.batch_size, **{**settings, **changes})
+        copy.epoch = self.epoch
+        return copy
 
     def map(self, fn) -> "ArrayBatches":
         return self._copy(transforms=self.transforms + (fn,))

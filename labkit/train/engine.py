@@ -109,7 +109,8 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
     mean, variance = channel_statistics(lkdata.oxflower17(cfg.train_split, cfg.image_size, cfg.batch_size,
                                                           data_dir=data_dir, partition=cfg.partition, shuffle=False))
     images = training_images(cfg, index)
-    steps = cfg.steps_per_epoch or (images // cfg.batch_size if cfg.jit_compile else math.ceil(images / cfg.batch_size))
+    full_batches_only = backend.jit_compile(cfg.jit_compile)  # inputs.datasets drops the last, smaller batch
+    steps = cfg.steps_per_epoch or (images // cfg.batch_size if full_batches_only else math.ceil(images / cfg.batch_size))
 
     plan, run_cfg = None, cfg
     try:
@@ -165,7 +166,7 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
                                  batch_size=cfg.batch_size, data_dir=data_dir, partition=cfg.partition)
     history = read_history(history_path)
     record = results(cfg, net, index, history, evaluation, wall, monitor,
-                     test_top1_10crop=ten_crop.top1, precision=precision, jit_compile=cfg.jit_compile,
+                     test_top1_10crop=ten_crop.top1, precision=precision, jit_compile=bool(model.jit_compile),
                      budget=plan.as_dict() if plan else None,
                      wall_seconds=time.perf_counter() - started)
     write_run(out, record, inference, net, history, evaluation,

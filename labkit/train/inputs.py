@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from labkit import backend
 from labkit import data as lkdata
 from labkit.train.config import MIXINGS, TrainConfig
 
@@ -75,7 +76,7 @@ def datasets(cfg: TrainConfig, data_dir, outputs: int):
     mixer = mixing_layer(cfg.mixing, seed=cfg.seed)
     common = dict(image_size=cfg.image_size, partition=cfg.partition, data_dir=data_dir)
     train = lkdata.oxflower17(cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed, dtype="uint8",
-                              drop_remainder=cfg.jit_compile, **common)
+                              drop_remainder=backend.jit_compile(cfg.jit_compile), **common)
     val = (lkdata.oxflower17("val", batch_size=cfg.batch_size, dtype="uint8", **common)
            if cfg.train_split == "train" else None)
     test = lkdata.oxflower17("test", batch_size=cfg.batch_size, **common)  # float: for the inference model

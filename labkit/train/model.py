@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 
+from labkit import backend
 from labkit import data as lkdata
 from labkit import models as lkmodels
 from labkit.models.googlenet import AUX_LOSS_WEIGHT
@@ -101,7 +102,7 @@ def compile_model(model, cfg: TrainConfig, steps_per_epoch: int) -> None:
     ``AUX_LOSS_WEIGHT`` (0.3, GoogLeNet section 5), in training only."""
     outputs = list(model.output_names)
     loss, metrics = loss_and_metrics(cfg)
-    common = dict(optimizer=make_optimizer(cfg, steps_per_epoch), jit_compile=cfg.jit_compile,
+    common = dict(optimizer=make_optimizer(cfg, steps_per_epoch), jit_compile=backend.jit_compile(cfg.jit_compile),
                   steps_per_execution=cfg.steps_per_execution)
     if len(outputs) > 1:  # GoogLeNet: main + auxiliary heads
         model.compile(loss={n: loss for n in outputs},
