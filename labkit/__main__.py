@@ -206,12 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from labkit.data import DataError
-    from labkit.grading import GradingError
     from labkit.train import OutOfMemoryError
 
+    expected = [DataError, OutOfMemoryError, ValueError]
+    if args.command in ("assign", "grade"):  # otter-grader and nbformat: instructors' tools only
+        from labkit.grading import GradingError
+
+        expected.append(GradingError)
     try:
         return args.func(args)
-    except (DataError, GradingError, OutOfMemoryError, ValueError) as err:
+    except tuple(expected) as err:
         print(f"labkit: error: {err}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from labkit import backend
 from labkit import data as lkdata
+from labkit.data.decode import default_decoder
 from labkit.profiles import get_profile
 from labkit.train import budget as lkbudget
 from labkit.train.callbacks import EpochTimer
@@ -168,6 +169,8 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
     record = results(cfg, net, index, history, evaluation, wall, monitor,
                      test_top1_10crop=ten_crop.top1, precision=precision, jit_compile=bool(model.jit_compile),
                      budget=plan.as_dict() if plan else None,
+                     pipeline="numpy" if isinstance(train_ds, lkdata.ArrayBatches) else "tf.data",
+                     decoder=default_decoder(),
                      wall_seconds=time.perf_counter() - started)
     write_run(out, record, inference, net, history, evaluation,
               title=f"{cfg.model}, {cfg.profile} profile, {cfg.image_size} px")
