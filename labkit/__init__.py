@@ -1,9 +1,15 @@
-"""labkit: a Keras/TensorFlow course kit on CNN architectures (LeNet-5 to ResNet) and OxFlower17.
+"""labkit: a Keras 3 course kit on CNN architectures (LeNet-5 to ResNet) and OxFlower17, on any
+Keras backend (TensorFlow, JAX, PyTorch).
 
-Submodules, one concern each:
+Submodules, one concern each, in the order data -> model -> train -> records -> course tooling:
     labkit.profiles   how heavy a run is (gpu / cpu / smoke), chosen by LABKIT_PROFILE
+    labkit.backend    everything that depends on the Keras backend (devices, determinism, GPUs)
     labkit.env        the notebooks' setup call: versions, device, profile, seeds
-    labkit.data       OxFlower17: download, verify, extract, split, tf.data pipeline, TFDS builder
+    labkit.data       OxFlower17: files and splits, decoding once into a cache, batches
+    labkit.models     the architectures, as the papers lay them out
+    labkit.augment    augmentation: layers that compile, and AlexNet's by hand
+    labkit.train      training: config, inputs, model and recipe, time budget, engine, run records
+    labkit.evaluate   top-1/top-5, 10-crop, confusion matrix; labkit.report: tables of run records
 """
 import os as _os
 

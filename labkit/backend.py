@@ -164,6 +164,34 @@ def is_out_of_memory(error: BaseException) -> bool:
     return False
 
 
+def peak_memory_bytes() -> int | None:
+    """The most accelerator memory the backend has held so far in this process (first GPU), or
+    None on a CPU. JAX and TensorFlow cannot reset it: measure the largest model last."""
+    backend = name()
+    if not gpu_count():
+        return None
+    if backend == "jax":
+        stats = _jax_gpus()[0].memory_stats() or {}
+        return stats.get("peak_bytes_in_use")
+    if backend == "torch":
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+    return None
+
+
+def synchronize(value) -> None:
+    """Wait until ``value`` (a loss, an output) is computed: JAX and PyTorch run asynchronously,
+    so a timer must wait for the result before it stops."""
+    import numpy as np
+
+    np.asarray(keras.ops.convert_to_numpy(value[0] if isinstance(value, (list, tuple)) else value))
+
+
 def versions() -> dict:
     """Versions of Keras and the backend libraries that are installed."""
     from importlib import metadata

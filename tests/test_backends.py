@@ -50,16 +50,18 @@ def test_backend_neutral_subset_passes_under_jax(tmp_path):
 NO_TF_PACKAGES = ["keras", "jax", "numpy", "scipy", "pandas", "pillow", "matplotlib"]
 
 
-def test_trains_in_an_environment_without_tensorflow(tmp_path, real_data_dir):
-    """A fresh virtual environment with Keras and JAX only: labkit imports, decodes with Pillow,
-    feeds NumPy batches and trains a smoke run from the command line."""
+def test_gpu_check_trains_in_an_environment_without_tensorflow(tmp_path, real_data_dir):
+    """As on the lent GPU machine: a fresh virtual environment with Keras and JAX but no
+    TensorFlow. labkit imports, decodes with Pillow, feeds NumPy batches, and
+    ``benchmarks/gpu_check.py --tiny`` runs every part: the pipeline, a lab run (with its
+    record), the speed table and the ResNet-50 comparison."""
     env_dir = tmp_path / "no-tf"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     installed = subprocess.run([str(python), "-m", "pip", "install", "-q", "--progress-bar", "off", *NO_TF_PACKAGES],
                                capture_output=True, text=True, timeout=900)
     assert installed.returncode == 0, installed.stderr[-2000:]
-    env = _env(KERAS_BACKEND="jax", PYTHONPATH=str(REPO))
+    env = _env(KERAS_BACKEND="jax", PYTHONPATH=str(REPO), LABKIT_DATA_DIR=str(real_data_dir))
     probe = subprocess.run([str(python), "-c", "import importlib.util as u, labkit.backend as b; "
                             "print(u.find_spec('tensorflow') is None, b.has_tensorflow())"],
                            env=env, capture_output=True, text=True, timeout=300)
@@ -67,12 +69,28 @@ def test_trains_in_an_environment_without_tensorflow(tmp_path, real_data_dir):
     tfds = subprocess.run([str(python), "-c", "import labkit.tfds_oxflower17"], env=env, capture_output=True,
                           text=True, timeout=300)
     assert tfds.returncode != 0 and "pip install tensorflow" in tfds.stderr   # a clear message, not a crash
-    out = tmp_path / "run"
-    run = subprocess.run([str(python), "-m", "labkit", "train", "--model", "resnet18", "--image-size", "32",
-                          "--out", str(out), "--data-dir", str(real_data_dir)],
-                         env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
-    record = json.loads((out / "results.json").read_text())
+
+    out = tmp_path / "gpu-check"
+    done = subprocess.run([str(python), "benchmarks/gpu_check.py", "--tiny", "--models", "alexnet",
+                           "--out", str(out), "--deadline", "600"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert report["tiny"] and report["backend"] == "jax" and report["skipped"] == []
+    assert report["pipeline"]["pipeline"] == "ArrayBatches" and report["pipeline"]["images_per_second"] > 0
+    record = report["runs"][0]["record"]
     assert record["backend"] == "jax" and record["pipeline"] == "numpy" and record["decoder"] == "pil"
-    assert record["epochs_run"] == 1 and 0 <= record["test_top1"] <= 1
-    assert list(Path(real_data_dir, "cache").glob("oxflower17-32px-*-pil.npy"))   # its own cache
+    assert record["model"] == "alexnet" and record["epochs_run"] == 1 and record["test_images"] == 340
+    assert [s["batch"] for s in report["speed"]] == [4, 8] and all(s["images_per_second"] > 0 for s in report["speed"])
+    assert report["resnet50_ratio"] > 0 and "labkit / keras.applications ResNet-50" in done.stdout
+    assert list(Path(real_data_dir, "cache").glob("oxflower17-*px-*-pil.npy"))   # the Pillow decoder's own cache
+
+
+def test_gpu_check_skips_what_its_deadline_leaves_no_time_for(tmp_path, real_data_dir):
+    out = tmp_path / "short"
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--tiny", "--out", str(out), "--deadline", "1"],
+                          cwd=REPO, env=_env(LABKIT_DATA_DIR=str(real_data_dir)), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert len(report["skipped"]) == 1 + 4 + 8 + 2 and report["runs"] == [] and report["speed"] == []

@@ -52,3 +52,15 @@ def test_strip_removes_everything_nbval_does_not_check():
     assert plain.outputs == [] and plain.execution_count is None
     assert checked.execution_count == 4 and [o.text for o in checked.outputs] == ["2\n"]
     json.dumps(nb)  # still serialisable
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_code_runs_on_every_backend_and_uses_public_names(path):
+    """No TensorFlow-only calls (``.numpy()``, ``tf.``) and no private labkit names (``labkit.x._y``)."""
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        assert ".numpy()" not in cell.source, f"cell {i}: use keras.ops.convert_to_numpy(x)"
+        assert not re.search(r"\btf\.|import tensorflow\b(?!_datasets)", cell.source), f"cell {i}: TensorFlow-only code"
+        assert not re.search(r"labkit(\.\w+)*\._\w", cell.source), f"cell {i}: a private labkit name"

@@ -1,0 +1,236 @@
+"""The GPU check: labkit's speed, memory and lab results on one GPU, in one go (under 9 minutes).
+
+Made for the lent GPU machine (JAX, PyTorch and CUDA, no TensorFlow): ``benchmarks/gpu_check.sh``
+installs the carried Keras wheels and runs it; ``benchmarks/gpu_carry.sh`` prepares what a call
+carries. On any machine:
+
+    KERAS_BACKEND=jax python benchmarks/gpu_check.py --out gpu-check       # the real check (a GPU)
+    python benchmarks/gpu_check.py --tiny --out /tmp/gpu-check             # CPU, tiny sizes (CI)
+
+In order, each step only while the time left allows (``--deadline``), so that the most valuable
+figures come first and the check always ends in time:
+
+1. the input pipeline alone: training images/s at 224 px (uint8 batches, as ``train()`` feeds them);
+2. the four lab runs in the ``gpu`` profile (AlexNet, VGG-11, GoogLeNet with auxiliary heads,
+   ResNet-18), with their run records: epochs, time per epoch and per lab, test accuracy;
+3. per architecture at 224 px: compile time, training images/s at batch 64 and 256, peak GPU
+   memory (the training model of the ``gpu`` profile: augmentation, mixed precision, jit);
+4. labkit's ResNet-50 against ``keras.applications.ResNet50`` (no weights), same backend, same
+   compile, batch 256.
+
+Prints one table per part and writes ``gpu_check.json`` (and the runs' ``results.json``) to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from labkit.report import LAB_RUNS  # noqa: E402  (the four lab runs: models and builder options)
+
+
+class Clock:
+    """Time left before the deadline; every step asks before it starts."""
+
+    def __init__(self, deadline: float):
+        self.start, self.deadline = time.perf_counter(), deadline
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def left(self) -> float:
+        return self.deadline - self.elapsed
+
+
+def pipeline_throughput(size: int, batch: int, epochs: int = 3) -> dict:
+    """Images/s of the training batches alone (after the one-off decode, which is timed apart)."""
+    from labkit import data
+
+    started = time.perf_counter()
+    data.decoded_images(size)
+    decode_s = time.perf_counter() - started
+    batches = data.oxflower17("train", size, batch, dtype="uint8", drop_remainder=True)
+    images, started = 0, time.perf_counter()
+    for _ in range(epochs):
+        for x, _ in batches:
+            images += len(x)
+        if hasattr(batches, "on_epoch_end"):
+            batches.on_epoch_end()
+    seconds = time.perf_counter() - started
+    return {"image_size": size, "batch": batch, "first_decode_s": round(decode_s, 2),
+            "images_per_second": round(images / seconds, 1), "pipeline": type(batches).__name__}
+
+
+def train_speed(model, batch: int, size: int, steps: int, warmup: int = 2) -> dict:
+    """Compile time and training images/s of an already compiled model on one in-memory batch."""
+    import numpy as np
+
+    from labkit import backend
+
+    rng = np.random.default_rng(0)
+    dtype = model.inputs[0].dtype
+    x = (rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8) if "uint8" in str(dtype)
+         else rng.random((batch, size, size, 3), dtype=np.float32))
+    y = rng.integers(0, 17, size=(batch,))
+    targets = [y] * len(model.outputs) if len(model.outputs) > 1 else y
+    started = time.perf_counter()
+    backend.synchronize(model.train_on_batch(x, targets))
+    compile_s = time.perf_counter() - started
+    for _ in range(warmup - 1):
+        model.train_on_batch(x, targets)
+    started = time.perf_counter()
+    for _ in range(steps):
+        loss = model.train_on_batch(x, targets)
+    backend.synchronize(loss)
+    return {"compile_s": round(compile_s, 1), "images_per_second": round(steps * batch / (time.perf_counter() - started), 1)}
+
+
+def lab_model_speed(name: str, options: dict, size: int, batch: int, steps: int, profile: str) -> dict:
+    """The training model ``train()`` builds for the profile (uint8 in, augmentation, jit)."""
+    import keras
+    import numpy as np
+
+    from labkit import backend, train
+
+    cfg = train.make_config(name, profile, image_size=size, batch_size=batch, model_options=options)
+    policy = train.set_precision(cfg)
+    model, _, _ = train.build_training_model(cfg, np.full(3, 0.45), np.full(3, 0.05))
+    train.compile_model(model, cfg, steps_per_epoch=10)
+    result = train_speed(model, batch, size, steps)
+    result.update(model=name, batch=batch, precision=policy, jit=bool(model.jit_compile),
+                  peak_memory_gb=_gb(backend.peak_memory_bytes()))
+    keras.backend.clear_session()
+    return result
+
+
+def bare_resnet50_speed(which: str, size: int, batch: int, steps: int, jit: bool) -> dict:
+    """labkit's ResNet-50 or keras.applications' (random weights), compiled alike."""
+    import keras
+
+    from labkit import backend, models
+
+    if which == "labkit":
+        net = models.build("resnet50", num_classes=17, input_shape=(size, size, 3))
+    else:
+        net = keras.applications.ResNet50(weights=None, classes=17, input_shape=(size, size, 3))
+    net.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy",
+                jit_compile=backend.jit_compile(jit))
+    result = train_speed(net, batch, size, steps)
+    result.update(model=f"resnet50 ({which})", batch=batch)
+    keras.backend.clear_session()
+    return result
+
+
+def lab_run(name: str, options: dict, profile, out: Path, budget_minutes: float, image_size=None) -> dict:
+    from labkit import train
+
+    run = train.train(name, profile=profile, model_options=options, out_dir=out / f"{name}-run", overwrite=True,
+                      budget_minutes=budget_minutes, image_size=image_size, verbose=2)
+    r = run.results
+    epochs = max(r["epochs_run"], 1)
+    return {"model": name, "image_size": r["image_size"], "batch": r["batch_size"], "precision": r["precision"],
+            "epochs": r["epochs_run"], "recipe_epochs": (r["budget"] or {}).get("recipe_epochs", r["epochs_run"]),
+            "train_images_per_second": r["train_images_per_second"],
+            "seconds_per_epoch": round(r["training_seconds"] / epochs, 2),
+            "lab_seconds": round(r["wall_seconds"], 1), "best_val": r["best_val_accuracy"],
+            "test_top1": r["test_top1"], "test_top1_10crop": r["test_top1_10crop"], "record": r}
+
+
+def _gb(value):
+    return None if value is None else round(value / 2**30, 2)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="gpu-check", help="folder for gpu_check.json")
+    p.add_argument("--runs-dir", help="folder for the lab runs' folders (default: OUT/runs)")
+    p.add_argument("--deadline", type=float, default=480, help="seconds the whole check may take (default 480)")
+    p.add_argument("--tiny", action="store_true", help="CPU smoke test: smallest sizes, the smoke profile")
+    p.add_argument("--skip", nargs="*", default=[], choices=("pipeline", "runs", "speed", "resnet50"))
+    p.add_argument("--models", nargs="+", default=[m for m, _ in LAB_RUNS], choices=[m for m, _ in LAB_RUNS],
+                   help="lab architectures to run and time (default: all four)")
+    args = p.parse_args(argv)
+    clock = Clock(args.deadline)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs_dir = Path(args.runs_dir) if args.runs_dir else out / "runs"
+
+    import pandas as pd
+
+    from labkit import backend, models
+    from labkit.env import device_report
+
+    tiny = args.tiny
+    labs = [(m, o) for m, o in LAB_RUNS if m in args.models]
+    size, batches, steps = (None, (4, 8), 2) if tiny else (224, (64, 256), 20)
+    profile = "smoke" if tiny else "gpu"
+    report = {"device": device_report()["device"], "backend": backend.name(), "versions": backend.versions(),
+              "tiny": tiny, "pipeline": None, "runs": [], "speed": [], "resnet50": [], "skipped": []}
+    print(f"gpu check: {report['device']}, backend {report['backend']}, {report['versions']}", flush=True)
+
+    def step(part: str, seconds_needed: float):
+        """Whether to run the next step of ``part`` (pipeline, runs, speed, resnet50)."""
+        if part in args.skip:
+            return False
+        if clock.left() < seconds_needed:
+            report["skipped"].append(f"a step of {part} (needs about {seconds_needed:.0f} s, {clock.left():.0f} s left)")
+            print(f"skipped a step of {part}: not enough time left", flush=True)
+            return False
+        return True
+
+    if step("pipeline", 20):
+        report["pipeline"] = pipeline_throughput(32 if tiny else 224, batches[-1])
+        print(pd.DataFrame([report["pipeline"]]).to_string(index=False), flush=True)
+
+    # the lab runs share 60% of the time left, each run a time budget of its share (train() then
+    # chooses its epochs to fit, up to the profile's 15 minutes); the speed tables get the rest
+    runs_end = clock.elapsed + clock.left() * (0.9 if tiny else 0.6)
+    for i, (name, options) in enumerate(labs):
+        budget = min(15.0, max((runs_end - clock.elapsed) / (len(labs) - i), 30) / 60)
+        if step("runs", 30):
+            small = max(32, models.min_input_size(name)) if tiny else None
+            report["runs"].append(lab_run(name, options, profile, runs_dir, budget, image_size=small))
+            _save(report, out)
+    if report["runs"]:
+        print(pd.DataFrame(report["runs"]).drop(columns="record").to_string(index=False), flush=True)
+
+    for name, options in labs:
+        for batch in batches:
+            if step("speed", 25):
+                small = max(32, models.min_input_size(name)) if tiny else size
+                report["speed"].append(lab_model_speed(name, options, small, batch, steps, profile))
+                _save(report, out)
+    if report["speed"]:
+        print(pd.DataFrame(report["speed"]).to_string(index=False), flush=True)
+
+    for which in ("labkit", "keras.applications"):
+        if step("resnet50", 40):
+            report["resnet50"].append(bare_resnet50_speed(which, 32 if tiny else size, batches[-1], steps,
+                                                          jit=not tiny))
+            _save(report, out)
+    if len(report["resnet50"]) == 2:
+        a, b = (r["images_per_second"] for r in report["resnet50"])
+        report["resnet50_ratio"] = round(a / b, 3)
+        print(pd.DataFrame(report["resnet50"]).to_string(index=False))
+        print(f"labkit / keras.applications ResNet-50: {report['resnet50_ratio']:.2f}x", flush=True)
+    report["seconds"] = round(clock.elapsed, 1)
+    _save(report, out)
+    print(f"gpu check finished in {clock.elapsed:.0f} s; {out / 'gpu_check.json'}"
+          + (f"; skipped: {'; '.join(report['skipped'])}" if report["skipped"] else ""), flush=True)
+    return 0
+
+
+def _save(report: dict, out: Path) -> None:
+    tmp = out / "gpu_check.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    os.replace(tmp, out / "gpu_check.json")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
