@@ -33,13 +33,14 @@ def _env(**extra):
     return env
 
 
-def test_backend_neutral_subset_passes_under_jax(tmp_path):
+def test_backend_neutral_subset_passes_under_jax(tmp_path, real_data_dir):
     pytest.importorskip("jax")
     # the exact counts of every builder, not a training step of each (the TensorFlow run has those):
     # on 2 CPU cores XLA compiles each for 5-50 s; compiled programs are shared through a cache
     only = ["-k", "not trains_one_step"]
+    # LABKIT_DATA_DIR outside the checkout: the notebook's run folder goes beside it, not into outputs/
     env = _env(KERAS_BACKEND="jax", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1", LABKIT_DATA_DIR=str(real_data_dir))
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", *only, *JAX_SUBSET], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

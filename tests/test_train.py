@@ -358,15 +358,18 @@ def test_step_timing_skips_the_compiling_warm_up_steps():
     assert train.budget.seconds_per_step(step, steps=4, warmup=2, clock=clock) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("seconds_per_step, expected", [(30.0, 1), (8.0, 2), (2.0, 15), (0.5, 30)])
+@pytest.mark.parametrize("seconds_per_step, expected", [(30.0, 1), (8.0, 2), (2.0, 13), (0.5, 30)])
 def test_a_slower_machine_gets_fewer_epochs_a_faster_one_more_up_to_the_recipe(seconds_per_step, expected):
     batch = 32
     train_rate, inference_rate = batch / seconds_per_step, 3 * batch / seconds_per_step
-    epochs, per_epoch = train.choose_epochs(15, 60, train_rate, inference_rate, 680, 340, 340, recipe_epochs=30)
+    epochs, per_epoch = train.choose_epochs(15, 60, train_rate, inference_rate, 680, 340, 340, recipe_epochs=30,
+                                            checkpoint_seconds=1.0)
     assert epochs == expected
-    if 1 < epochs < 30:  # the chosen epochs fit the 15 minutes, one more would not
+    assert per_epoch == pytest.approx(680 / train_rate + 340 / inference_rate + 2 * 1.0)
+    if 1 < epochs < 30:  # the chosen epochs fit the planned share of 15 minutes, one more would not
         final = train.budget.FINAL_EVALUATION_PASSES * 340 / inference_rate + train.budget.FINISHING_SECONDS
-        assert 60 + epochs * per_epoch + final <= 15 * 60 < 60 + (epochs + 1) * per_epoch + final
+        planned = train.budget.SAFETY * 15 * 60
+        assert 60 + epochs * per_epoch + final <= planned < 60 + (epochs + 1) * per_epoch + final
 
 
 def test_budgeted_run_chooses_its_epochs_records_them_and_keeps_them_on_resume(real_data_dir, tmp_path, monkeypatch,
@@ -375,8 +378,8 @@ def test_budgeted_run_chooses_its_epochs_records_them_and_keeps_them_on_resume(r
 
     from labkit.profiles import get_profile
 
-    # the stand-in machine below: 23 s an epoch, 33 s of final evaluation, so 1.7 minutes hold 2 epochs
-    profile = dataclasses.replace(get_profile("smoke"), epochs=6, steps_per_epoch=None, budget_minutes=1.7)
+    # the stand-in machine below: 23 s an epoch, 33 s of final evaluation, so 1.8 minutes hold 2 epochs
+    profile = dataclasses.replace(get_profile("smoke"), epochs=6, steps_per_epoch=None, budget_minutes=1.8)
     stand_in = {"train": 0.5, "inference": 0.1}      # a slow machine: 32 img/s training at batch 16
     calls = iter(["train", "inference"] * 4)
     monkeypatch.setattr(train.budget, "seconds_per_step", lambda step, **kw: stand_in[next(calls)])
@@ -392,7 +395,7 @@ def test_budgeted_run_chooses_its_epochs_records_them_and_keeps_them_on_resume(r
     run = train.train("resnet18", callbacks=[seen], **settings)
     assert run.results["budget"]["epochs"] == plan["epochs"] == run.results["epochs_run"]
     assert seen.epochs == list(range(1, plan["epochs"]))
-    assert run.results["config"]["epochs"] == 6 and run.results["config"]["budget_minutes"] == 1.7
+    assert run.results["config"]["epochs"] == 6 and run.results["config"]["budget_minutes"] == 1.8
     assert "shorter than the full recipe" in capsys.readouterr().out
     assert not (out / "budget.json").exists()      # the record holds it now
     explicit = train.make_config("resnet18", profile, epochs=4)

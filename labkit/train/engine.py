@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,16 +56,20 @@ def _plan_budget(cfg: TrainConfig, path: Path, started: float, mean, variance, t
     train_step = lkbudget.seconds_per_step(lambda: probe.train_on_batch(x, y))
     floats = images.astype("float32") / 255.0
     infer_step = lkbudget.seconds_per_step(lambda: probe_inference.predict_on_batch(floats))
+    with tempfile.TemporaryDirectory() as tmp:  # what one checkpoint costs (weights and optimizer state)
+        saving = time.perf_counter()
+        probe.save_weights(str(Path(tmp) / "probe.weights.h5"))
+        checkpoint = time.perf_counter() - saving
     del probe, probe_inference
     keras.utils.set_random_seed(cfg.seed)  # the real model starts as it would without a probe
     splits = index["split"].value_counts()
     val_images = int(splits.get("val", 0)) if cfg.train_split == "train" else 0
     epochs, per_epoch = lkbudget.choose_epochs(
         cfg.budget_minutes, time.perf_counter() - started, batch / train_step, batch / infer_step,
-        training_images(cfg, index), val_images, int(splits.get("test", 0)), cfg.epochs)
+        training_images(cfg, index), val_images, int(splits.get("test", 0)), cfg.epochs, checkpoint)
     expected = get_profile(cfg.profile).expected_val_accuracy.get(cfg.model)
     plan = lkbudget.Budget(cfg.budget_minutes, batch / train_step, batch / infer_step, cfg.epochs, epochs,
-                           per_epoch, time.perf_counter() - started, expected)
+                           per_epoch, time.perf_counter() - started, expected, checkpoint)
     lkbudget.save(plan, path)
     return plan
 
