@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check on the lent GPU machine, in one call (see benchmarks/gpu_carry.sh for the carry):
-#     bash benchmarks/gpu_check.sh .carry          # about 8 minutes; results under $OUT
+#     bash benchmarks/gpu_check.sh .carry          # about 7 minutes at most; results under $OUT
 # JAX does the check (labkit's backend for a machine without TensorFlow); PyTorch then trains one
 # smoke run, so that the third backend is covered too. $OUT gets gpu.txt, gpu_check.json (with
 # the four run records) and the logs; the run folders (models of up to 500 MB) stay in /tmp.
@@ -13,6 +13,6 @@ export PYTHONPATH=/tmp/site:$PWD LABKIT_DATA_DIR=$PWD/$carry/data LABKIT_OFFLINE
 export XLA_PYTHON_CLIENT_PREALLOCATE=false          # JAX takes memory as it needs it (peak memory is then real)
 export JAX_COMPILATION_CACHE_DIR=/tmp/jax-cache     # the budget probe and the run compile the same programs
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/gpu.txt"
-KERAS_BACKEND=jax timeout 500 python3 benchmarks/gpu_check.py --out "$out" --runs-dir /tmp/gpu-runs --deadline 420 2>&1 | tee "$out/jax.log"
+KERAS_BACKEND=jax timeout 400 python3 benchmarks/gpu_check.py --out "$out" --runs-dir /tmp/gpu-runs --deadline 330 2>&1 | tee "$out/jax.log"
 KERAS_BACKEND=torch timeout 60 python3 -m labkit train --model resnet18 --profile smoke --out /tmp/torch-smoke \
     2>&1 | tail -n 5 | tee "$out/torch.log"
