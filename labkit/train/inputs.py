@@ -26,7 +26,7 @@ def mixing_layer(mixing: str, seed: int | None = None):
     return None
 
 
-def _numpy_transforms(mixer, outputs: int):
+def _numpy_transforms(mixer):
     """The same steps as the tf.data maps below, on NumPy batches (``ArrayBatches.map``)."""
     def one_hot(x, y):
         return x, np.eye(lkdata.NUM_CLASSES, dtype=np.float32)[y]
@@ -36,13 +36,10 @@ def _numpy_transforms(mixer, outputs: int):
         images = np.clip(np.round(keras.ops.convert_to_numpy(out["images"])), 0, 255).astype(np.uint8)
         return images, keras.ops.convert_to_numpy(out["labels"])
 
-    def to_targets(x, y):
-        return (x, tuple([y] * outputs)) if outputs > 1 else (x, y)
-
-    return one_hot, mix, to_targets
+    return one_hot, mix
 
 
-def _tf_transforms(mixer, outputs: int):
+def _tf_transforms(mixer):
     import tensorflow as tf
 
     def one_hot(x, y):
@@ -52,10 +49,7 @@ def _tf_transforms(mixer, outputs: int):
         out = mixer({"images": tf.cast(x, tf.float32), "labels": y}, training=True)
         return tf.cast(tf.clip_by_value(tf.round(out["images"]), 0, 255), tf.uint8), out["labels"]
 
-    def to_targets(x, y):
-        return (x, tuple([y] * outputs)) if outputs > 1 else (x, y)
-
-    return one_hot, mix, to_targets
+    return one_hot, mix
 
 
 def _map(batches, fn):
@@ -81,7 +75,11 @@ def datasets(cfg: TrainConfig, data_dir, outputs: int):
            if cfg.train_split == "train" else None)
     test = lkdata.oxflower17("test", batch_size=cfg.batch_size, **common)  # float: for the inference model
     numpy = isinstance(train, lkdata.ArrayBatches)
-    one_hot, mix, to_targets = (_numpy_transforms if numpy else _tf_transforms)(mixer, outputs)
+    one_hot, mix = (_numpy_transforms if numpy else _tf_transforms)(mixer)
+
+    def to_targets(x, y):  # one label per output (GoogLeNet's heads); plain Python, fine in both pipelines
+        return (x, tuple([y] * outputs)) if outputs > 1 else (x, y)
+
     if mixer is not None:
         train = _map(_map(train, one_hot), mix)
         val = _map(val, one_hot) if val is not None else None
