@@ -105,7 +105,7 @@ def evaluate_ten_crop(model, class_names, split: str = "test", image_size: int |
     ds = data.oxflower17(split, big, batch_size, data_dir=data_dir, partition=partition, shuffle=False)
     labels, probs = [], []
     for images, y in ds:
-        views = ten_crops(np.asarray(images), size)            # (10, B, size, size, 3)
+        views = ten_crops(keras.ops.convert_to_numpy(images), size)          # (10, B, size, size, 3)
         flat = ops.reshape(views, (-1, size, size, 3))
         p = model.predict_on_batch(flat)
         if isinstance(p, (list, tuple)):

@@ -179,7 +179,7 @@ def first_layer_filters(model, layer_name: str | None = None, max_filters: int =
     plt = _plt()
     layer = find_layer(model, layer_name) if layer_name else next(
         l for l in _all_layers(model) if isinstance(l, keras.layers.Conv2D))
-    kernel = np.asarray(layer.kernel)  # (k, k, in, out)
+    kernel = keras.ops.convert_to_numpy(layer.kernel)  # (k, k, in, out)
     kernel = kernel[..., :max_filters]
     n = kernel.shape[-1]
     rows = int(np.ceil(n / columns))
@@ -232,7 +232,7 @@ def feature_maps(model, layer_name: str, image, max_maps: int = 32, columns: int
             raise ValueError(f"no layer named {layer_name!r}; layers include "
                              f"{[l.name for l in _all_layers(model)][:12]} ...")
     probe = keras.Model(net.inputs, net.get_layer(layer_name).output)
-    maps = np.asarray(probe(x, training=False))[0]
+    maps = keras.ops.convert_to_numpy(probe(x, training=False))[0]  # any backend (a torch tensor keeps its grad)
     n = min(max_maps, maps.shape[-1])
     rows = int(np.ceil(n / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.3 * rows), squeeze=False)
@@ -256,7 +256,7 @@ def augmentation_grid(image, transforms: dict, samples: int = 5, seed: int = 0):
         row[0].imshow(_displayable(image))
         row[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
         for ax in row[1:]:
-            ax.imshow(_displayable(np.asarray(fn(image[None], rng))[0]))
+            ax.imshow(_displayable(fn(image[None], rng)[0]))
         for ax in row:
             ax.set_xticks([]); ax.set_yticks([])
     axes[0][0].set_title("original", fontsize=9)
@@ -265,7 +265,9 @@ def augmentation_grid(image, transforms: dict, samples: int = 5, seed: int = 0):
 
 
 def _displayable(image):
-    image = np.asarray(image)
+    import keras
+
+    image = image if isinstance(image, np.ndarray) else keras.ops.convert_to_numpy(image)
     return image if image.dtype == np.uint8 else np.clip(image, 0, 1)
 
 

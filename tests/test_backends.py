@@ -1,5 +1,5 @@
-"""labkit on every Keras backend: a backend-neutral subset of the suite under JAX, and a smoke run
-in an environment without TensorFlow (as on the lent GPU machine: JAX, PyTorch, no TensorFlow)."""
+"""labkit on every Keras backend: a backend-neutral subset of the suite under JAX and under
+PyTorch, and a smoke run in an environment without TensorFlow (as on the lent GPU machine: JAX, PyTorch, no TensorFlow)."""
 import json
 import os
 import subprocess
@@ -33,18 +33,33 @@ def _env(**extra):
     return env
 
 
-def test_backend_neutral_subset_passes_under_jax(tmp_path, real_data_dir):
-    pytest.importorskip("jax")
+# PyTorch: the same without a notebook (JAX runs one; every notebook passed under PyTorch by hand,
+# see the README), to keep CI under 20 minutes; the gpu-profile test is a real torch.compile
+TORCH_SUBSET = [t for t in JAX_SUBSET if not t.endswith(".ipynb")]
+
+
+def _run_subset(tests, tmp_path, real_data_dir, **extra):
     # the exact counts of every builder, not a training step of each (the TensorFlow run has those):
-    # on 2 CPU cores XLA compiles each for 5-50 s; compiled programs are shared through a cache
+    # on 2 CPU cores XLA compiles each for 5-50 s
     only = ["-k", "not trains_one_step"]
     # LABKIT_DATA_DIR outside the checkout: the notebook's run folder goes beside it, not into outputs/
-    env = _env(KERAS_BACKEND="jax", JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1", LABKIT_DATA_DIR=str(real_data_dir))
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", *only, *JAX_SUBSET], cwd=REPO,
+    env = _env(LABKIT_DATA_DIR=str(real_data_dir), **extra)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", *only, *tests], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout.splitlines()[-1] and "skipped" not in done.stdout.splitlines()[-1]
+
+
+def test_backend_neutral_subset_passes_under_jax(tmp_path, real_data_dir):
+    pytest.importorskip("jax")
+    # compiled programs are shared between tests through a cache
+    _run_subset(JAX_SUBSET, tmp_path, real_data_dir, KERAS_BACKEND="jax",
+                JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
+
+
+def test_backend_neutral_subset_passes_under_torch(tmp_path, real_data_dir):
+    pytest.importorskip("torch")  # .ci/run installs the CPU build
+    _run_subset(TORCH_SUBSET, tmp_path, real_data_dir, KERAS_BACKEND="torch")
 
 
 #: what labkit needs on a machine without TensorFlow (the lent GPU machine has these and CUDA)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import time
 
 import keras
-import numpy as np
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -32,4 +31,4 @@ class EpochTimer(keras.callbacks.Callback):
             logs["train_seconds"] = seconds
             logs["images_per_second"] = self.steps * self.batch_size / max(seconds, 1e-9)
             lr = self.model.optimizer.learning_rate
-            logs["learning_rate"] = float(np.asarray(lr(self.model.optimizer.iterations) if callable(lr) else lr))
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr(self.model.optimizer.iterations) if callable(lr) else lr))
