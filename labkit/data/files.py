@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from labkit import network
+
 ARCHIVE_URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz"
 ARCHIVE_MD5 = "b59a65d8d1a99cd66944d474e1289eab"
 ARCHIVE_NAME = "17flowers.tgz"
@@ -72,7 +74,7 @@ def _announce(key: str, message: str) -> None:
 def _offline(download: bool | None) -> bool:
     if download is not None:
         return not download
-    return os.environ.get("LABKIT_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
+    return network.offline()
 
 
 def default_data_dir() -> Path:

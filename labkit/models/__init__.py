@@ -2,6 +2,8 @@
 
     build("resnet50", num_classes=17, input_shape=(224, 224, 3), version=2)
     available()  # ['lenet5', 'alexnet', 'vgg11', ..., 'resnet152']
+    build("resnet50", num_classes=17, weights="imagenet")   # ImageNet backbone, new classifier
+    preprocess("resnet50")                                  # the input scaling those weights expect
 
 Options each family takes (passed through ``build``):
     lenet5     form="original" | "modern"
@@ -19,8 +21,11 @@ import keras
 from labkit.models import alexnet as _alexnet
 from labkit.models import googlenet as _googlenet
 from labkit.models import lenet as _lenet
+from labkit.models import pretrained
 from labkit.models import resnet as _resnet
 from labkit.models import vgg as _vgg
+from labkit.models.port import port_weights
+from labkit.models.pretrained import MissingWeightsError
 
 _VGG_CONFIG = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
 _VGG_ALLOWED = {"vgg11": ("A", "A-LRN"), "vgg13": ("B",), "vgg16": ("C", "D"), "vgg19": ("E",)}
@@ -72,16 +77,46 @@ def min_input_size(name: str) -> int:
     return _entry(name)[1][2]
 
 
-def build(name: str, num_classes: int = 17, input_shape=None, **options) -> keras.Model:
+def build(name: str, num_classes: int = 17, input_shape=None, weights: str | None = None,
+          **options) -> keras.Model:
     """Build architecture ``name`` (see ``available()``) with the paper's input shape unless
     ``input_shape`` is given. Raises ``ValueError`` for unknown names, bad options or inputs
-    smaller than ``min_input_size(name)``."""
+    smaller than ``min_input_size(name)``.
+
+    ``weights="imagenet"`` loads Keras' published ImageNet weights (VGG-16/19, ResNet-50/101/152;
+    see ``labkit.models.pretrained``): the whole network at 1000 classes and 224 px, else the
+    backbone with a new classifier. Without the file and without internet it raises
+    ``MissingWeightsError`` naming the file and the folder to put it in. Feed such a model
+    ``preprocess(name)``'s input."""
     key, (builder, paper_shape, _) = _entry(name)
     shape = tuple(input_shape) if input_shape is not None else paper_shape
+    if weights not in (None, "imagenet"):
+        raise ValueError(f"weights must be None (random initialisation) or 'imagenet', got {weights!r}. "
+                         "To start from a labkit run, use train(..., init='outputs/<run>/best.keras').")
+    if weights == "imagenet":
+        pretrained.published(key, options)  # no weights for it: say so before building anything
     try:
-        return builder(num_classes=num_classes, input_shape=shape, **options)
+        model = builder(num_classes=num_classes, input_shape=shape, **options)
     except TypeError as err:  # an option this family does not take
         raise ValueError(f"{key}: {err}. See help(labkit.models) for each family's options.") from err
+    if weights == "imagenet":
+        pretrained.load_imagenet(model, key, options)
+    return model
+
+
+def preprocess(name: str, input_range: float = 255.0) -> keras.layers.Layer:
+    """The input scaling ``name``'s ImageNet weights expect, as a Keras layer (Caffe's BGR mean
+    subtraction for VGG and ResNet v1); ``input_range`` is the value of white in its input."""
+    return pretrained.preprocess(_entry(name)[0], input_range)
+
+
+def has_imagenet_weights(name: str, **options) -> bool:
+    """Whether Keras publishes ImageNet weights that ``build(name, weights="imagenet", **options)`` loads."""
+    try:
+        pretrained.published(_entry(name)[0], options)
+    except ValueError:
+        return False
+    return True
 
 
 def inference_model(model: keras.Model) -> keras.Model:

@@ -8,6 +8,9 @@ Neural Networks", NeurIPS 2012), as the course's table lays it out (227x227x3 in
     conv5 256  3x3  pad 1       13x13x256  -> max-pool 3x3 /2 -> 6x6x256
     dropout 0.5, fc6 4096, dropout 0.5, fc7 4096, fc8 classes (softmax); ReLU everywhere.
 
+Padding, as Caffe's bvlc_alexnet: conv1 (stride 4) none; conv2..conv5 (stride 1) ``k // 2`` on
+every side; the 3x3/2 max-pools none. Caffe's pools round their output size up and torchvision's
+down; at 227 px the windows fit exactly (55 -> 27 -> 13 -> 6), so both give the same network.
 62,378,344 parameters at 1000 classes. ``two_gpu=True`` restores the paper's split over two
 GPUs: conv2, conv4 and conv5 see only the maps on their own GPU (grouped convolution, 2 groups),
 which leaves 60,965,224 parameters. Today one GPU holds the whole net; ``tf.distribute`` splits

@@ -13,6 +13,10 @@ after 4d, 14x14x832 after 4e, 7x7x832 after 5a, 7x7x1024 after 5b. All convoluti
 Without auxiliary heads the network has 6,998,552 parameters at 1000 classes (the paper's
 Table 1 sums to about 6.8 million: it leaves out biases and rounds).
 
+Padding is Caffe's (bvlc_googlenet): conv1 7x7/2 pads 3 on every side, explicitly, and the
+3x3/2 max-pools round their output up (``max_pool``), so feature maps line up pixel for pixel
+with the original and with torchvision's GoogLeNet.
+
 Auxiliary classifiers (``aux_classifiers=True``), on 4a and 4d, exist for training only:
 avg-pool 5x5/3 -> conv 1x1 128 -> fc 1024 -> dropout 0.7 -> fc (softmax); their losses are added
 with weight 0.3. The model then has three outputs ``predictions``, ``aux1``, ``aux2``;
@@ -45,11 +49,28 @@ AUX_LOSS_WEIGHT = 0.3
 
 
 def conv(x, filters: int, kernel: int, name: str, strides: int = 1, batch_norm: bool = False):
-    """conv ('same') -> [batch norm] -> ReLU."""
-    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=not batch_norm, name=name)(x)
+    """conv -> [batch norm] -> ReLU. Padding ``kernel // 2`` on every side, as Caffe's prototxt:
+    'same' at stride 1; at stride 2 (conv1) explicit, because TensorFlow's 'same' would pad
+    (2, 3) where Caffe pads (3, 3)."""
+    padding = "same"
+    if strides > 1:
+        x = layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=not batch_norm, name=name)(x)
     if batch_norm:
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def max_pool(x, name: str, pool: int = 3, strides: int = 2):
+    """Caffe's 3x3/2 max-pool, which rounds its output size up (torchvision: ``ceil_mode=True``):
+    where the windows would leave out the last row or column, it gets one more row or column
+    after it. That is 0 before and 1 after on an even side (112 -> 56), nothing on an odd one.
+    Zeros act as -inf would: every input here is a ReLU's (or LRN of one), never negative."""
+    pad = [(-(int(n) - pool)) % strides for n in x.shape[1:3]]
+    if any(pad):
+        x = layers.ZeroPadding2D(((0, pad[0]), (0, pad[1])), name=f"{name}_pad")(x)
+    return layers.MaxPooling2D(pool, strides=strides, name=name)(x)
 
 
 def inception_module(x, filters, name: str, batch_norm: bool = False):
@@ -86,19 +107,19 @@ def googlenet(num_classes: int = 1000, input_shape=(224, 224, 3), aux_classifier
     use_lrn = lrn and not batch_norm
     inputs = keras.Input(shape=input_shape, name="input")
     x = conv(inputs, 64, 7, "conv1", strides=2, batch_norm=batch_norm)
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    x = max_pool(x, "pool1")
     if use_lrn:
         x = LocalResponseNormalization(name="norm1")(x)
     x = conv(x, 64, 1, "conv2_reduce", batch_norm=batch_norm)
     x = conv(x, 192, 3, "conv2", batch_norm=batch_norm)
     if use_lrn:
         x = LocalResponseNormalization(name="norm2")(x)
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)
+    x = max_pool(x, "pool2")
 
     aux_outputs = []
     for step in LAYOUT:
         if step.startswith("pool"):
-            x = layers.MaxPooling2D(3, strides=2, padding="same", name=step)(x)
+            x = max_pool(x, step)
             continue
         x = inception_module(x, INCEPTION[step], f"inception_{step}", batch_norm)
         if aux_classifiers and step in AUX_AFTER:

@@ -4,6 +4,7 @@
   GoogLeNet's stem and VGG's A-LRN configuration.
 * ``Subsampling`` and ``PartialConv2D``: LeCun et al. 1998 (LeNet-5), the S2/S4 layers and C3's
   connection table.
+* ``CaffePreprocessing``: the input that ImageNet weights trained in Caffe expect (VGG, ResNet).
 """
 from __future__ import annotations
 
@@ -134,3 +135,24 @@ class PartialConv2D(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "kernel_size": self.kernel_size, "table": self.table,
                 "activation": keras.activations.serialize(self.activation)}
+
+
+@keras.saving.register_keras_serializable(package="labkit")
+class CaffePreprocessing(keras.layers.Layer):
+    """RGB -> BGR, then subtract ImageNet's mean pixel (103.939, 116.779, 123.68) on the 0-255
+    scale, no division: what VGG and ResNet v1 weights trained in Caffe expect, the same as
+    ``keras.applications.vgg16.preprocess_input`` (``mode="caffe"``). ``input_range`` is the
+    value of white in the input: 255 for uint8-like images, 1 for images scaled to [0, 1]."""
+
+    BGR_MEAN = (103.939, 116.779, 123.68)
+
+    def __init__(self, input_range: float = 255.0, **kwargs):
+        super().__init__(**kwargs)
+        self.input_range = float(input_range)
+
+    def call(self, x):
+        x = ops.cast(x, self.compute_dtype) * (255.0 / self.input_range)
+        return ops.flip(x, axis=-1) - ops.convert_to_tensor(self.BGR_MEAN, dtype=self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "input_range": self.input_range}

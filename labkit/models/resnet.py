@@ -8,7 +8,11 @@ F only has to go to zero, which is why very deep ResNets train where plain nets 
     -> global average pool -> fc (softmax)
 
 Stages conv2_x..conv5_x have 64, 128, 256, 512 base filters; conv3_1, conv4_1 and conv5_1
-downsample with stride 2 (in the first convolution of the block, as in the paper). Where the
+downsample with stride 2 (in the first convolution of the block, as in the paper and Caffe; the
+bottleneck's first 1x1, as in keras.applications, not torchvision's "v1.5" 3x3). Every strided
+layer pads symmetrically, as the original Caffe models did: conv1 pads 3, pool1 pads 1, a strided
+3x3 pads 1. So the v1 networks compute exactly ``keras.applications.ResNet50/101/152``: copy their
+weights with ``labkit.models.port_weights`` (tested to 1e-5). Where the
 shape changes the shortcut is a 1x1 projection (option B). Convolutions have no bias (batch norm
 follows each). Trainable parameters at 224x224x3, 1000 classes: 18: 11,689,512; 34: 21,797,672;
 50: 25,557,032; 101: 44,549,160; 152: 60,192,808.
@@ -16,6 +20,12 @@ follows each). Trainable parameters at 224x224x3, 1000 classes: 18: 11,689,512; 
 ``version=1``: conv -> BN -> ReLU, addition, then ReLU (post-activation).
 ``version=2``: BN -> ReLU -> conv inside the block, nothing after the addition (full
 pre-activation, the best variant of the 2016 comparison table), plus a final BN -> ReLU.
+
+How labkit's v2 differs from ``keras.applications.ResNet50V2``, by design (so no ImageNet
+weights port to it): labkit downsamples in the first block of a stage, as v1 and the paper do;
+Keras strides in the last block, with a 1x1 max-pool shortcut. labkit's stem is conv-BN-ReLU-pool
+and the first block uses that activation; Keras' stem conv has a bias and no BN, and the first
+block pre-activates after the pool. labkit's convolutions have no bias (BN follows each).
 """
 from __future__ import annotations
 
@@ -39,7 +49,16 @@ BN = dict(momentum=0.9, epsilon=1e-5)
 
 
 def _conv(x, filters, kernel, strides, name):
-    return layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+    """A convolution without bias. At stride 1 'same' padding is symmetric (kernel // 2 each
+    side). At stride 2 TensorFlow's 'same' pads less before than after ((2, 3) for 7x7 on an
+    even input), so a strided kxk convolution pads ``k // 2`` on every side explicitly, then runs
+    'valid', as Caffe, torchvision and keras.applications do. A 1x1 convolution needs no padding."""
+    padding = "same"
+    if strides > 1:
+        padding = "valid"
+        if kernel > 1:
+            x = layers.ZeroPadding2D(kernel // 2, name=name.removesuffix("_conv") + "_pad")(x)
+    return layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False,
                          kernel_initializer="he_normal", name=name)(x)
 
 
@@ -106,7 +125,9 @@ def resnet(depth: int = 50, num_classes: int = 1000, input_shape=(224, 224, 3), 
     inputs = keras.Input(shape=input_shape, name="input")
     x = _conv(inputs, 64, 7, 2, "conv1_conv")
     x = _bn_relu(x, "conv1")
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    # 3x3/2 max-pool with one pixel on every side. Zeros act as -inf would: the input is a ReLU's.
+    x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
     for stage, (width, count) in enumerate(zip(WIDTHS, blocks), start=2):
         for b in range(1, count + 1):
             strides = 2 if (b == 1 and stage > 2) else 1
