@@ -100,7 +100,7 @@ def lab_model_speed(name: str, options: dict, size: int, batch: int, steps: int,
 
     cfg = train.make_config(name, profile, image_size=size, batch_size=batch, model_options=options)
     policy = train.set_precision(cfg)
-    model, _, _ = train.build_training_model(cfg, np.full(3, 0.45), np.full(3, 0.05))
+    model, _, _, _ = train.build_training_model(cfg, np.full(3, 0.45), np.full(3, 0.05))
     train.compile_model(model, cfg, steps_per_epoch=10)
     result = train_speed(model, batch, size, steps)
     result.update(model=name, batch=batch, precision=policy, jit=bool(model.jit_compile),

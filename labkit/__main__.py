@@ -95,6 +95,8 @@ def _add_config_arguments(parser) -> None:
         if field.name == "model_options":
             parser.add_argument(flag, dest=field.name, action="append", default=[], metavar="KEY=VALUE",
                                 help=meta["help"])
+        elif kind.startswith("list"):
+            parser.add_argument(flag, dest=field.name, nargs="+", default=None, help=meta["help"])
         elif kind.startswith("bool"):
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=meta["help"])
@@ -111,7 +113,7 @@ def _add_config_arguments(parser) -> None:
 
 #: settings that must be positive (argparse refuses 0 and negative numbers before any work)
 _POSITIVE = {"epochs", "image_size", "batch_size", "steps_per_execution", "plateau_patience", "learning_rate",
-             "ema_momentum", "budget_minutes"}
+             "ema_momentum", "budget_minutes", "images_per_class"}
 
 
 def _cmd_report(args) -> int:

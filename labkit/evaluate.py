@@ -92,9 +92,10 @@ def evaluate(model, dataset, class_names) -> Evaluation:
 
 def evaluate_ten_crop(model, class_names, split: str = "test", image_size: int | None = None,
                       batch_size: int = 32, data_dir=None, partition: int = 1,
-                      resize_ratio: float = 256 / 224) -> Evaluation:
+                      resize_ratio: float = 256 / 224, classes=None) -> Evaluation:
     """AlexNet's 10-crop testing: images are resized to ``image_size * 256/224`` (256 for 224),
-    and the softmax outputs of the ten views (``labkit.augment.ten_crops``) are averaged."""
+    and the softmax outputs of the ten views (``labkit.augment.ten_crops``) are averaged.
+    ``classes``: the run's classes (``labkit.data.oxflower17``), for a model trained on some."""
     from keras import ops
 
     from labkit import data
@@ -102,7 +103,8 @@ def evaluate_ten_crop(model, class_names, split: str = "test", image_size: int |
 
     size = image_size or int(model.inputs[0].shape[1])
     big = int(round(size * resize_ratio))
-    ds = data.oxflower17(split, big, batch_size, data_dir=data_dir, partition=partition, shuffle=False)
+    ds = data.oxflower17(split, big, batch_size, data_dir=data_dir, partition=partition, shuffle=False,
+                         classes=classes)
     labels, probs = [], []
     for images, y in ds:
         views = ten_crops(keras.ops.convert_to_numpy(images), size)          # (10, B, size, size, 3)

@@ -306,3 +306,39 @@ def accuracy_bubbles(table, x: str = "gmacs", y: str = "test_top1", size: str = 
     ax.set_title(title or "Accuracy vs operations (bubble area: parameters)")
     fig.tight_layout()
     return fig
+
+
+def transfer_curves(table, title: str | None = None):
+    """Yosinski et al.'s Figure 2 for a transfer experiment: test accuracy on the target task
+    against the number of layers (stages) copied from the base network, frozen and fine-tuned,
+    with training from scratch as the baseline; one panel per number of training images per class.
+    ``table``: one row per run with ``images_per_class``, ``variant`` (``scratch``, ``frozen``,
+    ``fine-tuned``, or another name, drawn as a single point at the right), ``layers`` (how many
+    were copied; the names in ``layer``) and ``test_top1``."""
+    plt = _plt()
+    counts = sorted(table["images_per_class"].unique())
+    fig, axes = plt.subplots(1, len(counts), figsize=(5.2 * len(counts), 3.8), squeeze=False, sharey=True)
+    for ax, n in zip(axes[0], counts):
+        rows = table[table["images_per_class"] == n]
+        scratch = rows[rows["variant"] == "scratch"]["test_top1"]
+        for variant, style in (("frozen", "o-"), ("fine-tuned", "s-")):
+            part = rows[rows["variant"] == variant].sort_values("layers")
+            if len(part):
+                ax.plot([0, *part["layers"]], [scratch.mean(), *part["test_top1"]] if len(scratch) else
+                        part["test_top1"], style, label=f"copied, {variant}")
+        if len(scratch):
+            ax.axhline(scratch.mean(), color="grey", ls="--", lw=1, label="from scratch")
+        others = rows[~rows["variant"].isin(["scratch", "frozen", "fine-tuned"])]
+        for _, row in others.iterrows():
+            ax.plot([row["layers"]], [row["test_top1"]], "*", ms=11, label=row["variant"])
+        named = rows[rows["variant"] == "frozen"].sort_values("layers")
+        ax.set_xticks([0, *named["layers"]], ["none", *named["layer"]] if len(named) else None)
+        ax.set_xlabel("layers copied from the base network (up to)")
+        ax.set_title(f"{n} training images per class")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test top-1 on the target task")
+    axes[0][-1].legend(fontsize=8, loc="lower left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

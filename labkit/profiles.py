@@ -37,6 +37,9 @@ class Profile:
     models: dict = dataclasses.field(default_factory=dict)
     # lab 06: one architecture trained with and without augmentation under the same budget
     augmentation_experiment: dict = dataclasses.field(default_factory=dict)
+    # lab 08: a base network trained on source classes A, transferred to target classes B with
+    # few images per class; "base": "imagenet" uses ImageNet weights instead where they download
+    transfer_experiment: dict = dataclasses.field(default_factory=dict)
     # graded labs: the best validation accuracy a lab's run should reach with this profile
     target_val_accuracy: dict = dataclasses.field(default_factory=dict)
     # what the recipe's full length reached (measured, README): a run the budget shortened says so
@@ -68,6 +71,10 @@ PROFILES: dict[str, Profile] = {
         mixed_precision=True, jit_compile=True, sample_grid_images=6,
         augmentation_experiment={"model": "resnet18", "image_size": 160, "epochs": 60, "optimizer": "adamw"},
         # the cpu profile's targets: the gpu runs are longer and larger, but were not measured (no GPU here)
+        transfer_experiment={"model": "resnet50", "base": "imagenet", "image_size": 160, "source_classes": 9,
+                             "base_epochs": 40, "epochs": 30, "images_per_class": [10, 40],
+                             "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "optimizer": "adamw",
+                             "fine_tune_learning_rate": 1e-4},
         target_val_accuracy=CPU_TARGETS,
         budget_minutes=15,  # a lab on a Colab T4 (the slowest GPU students get); a faster GPU runs all 60 epochs
     ),
@@ -93,6 +100,10 @@ PROFILES: dict[str, Profile] = {
         # measured without weight averaging (README, lab 06's experiment)
         augmentation_experiment={"model": "resnet18", "image_size": 64, "epochs": 30, "optimizer": "adamw",
                                  "ema": False},
+        transfer_experiment={"model": "resnet18", "base": "source task", "image_size": 64, "source_classes": 9,
+                             "base_epochs": 40, "epochs": 30, "images_per_class": [10, 40],
+                             "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "optimizer": "adamw",
+                             "fine_tune_learning_rate": 1e-4},
         target_val_accuracy=CPU_TARGETS,
         expected_val_accuracy=CPU_MEASURED,
         budget_minutes=15,
@@ -103,6 +114,9 @@ PROFILES: dict[str, Profile] = {
         image_size=64, batch_size=16, epochs=1, steps_per_epoch=2,
         mixed_precision=False, jit_compile=False, sample_grid_images=2,
         augmentation_experiment={"model": "resnet18", "image_size": 32, "epochs": 2, "optimizer": "adamw"},
+        transfer_experiment={"model": "resnet18", "base": "source task", "image_size": 32, "source_classes": 9,
+                             "base_epochs": 1, "epochs": 1, "images_per_class": [10],
+                             "layers": ["conv5"], "optimizer": "adamw", "fine_tune_learning_rate": 1e-4},
     ),
 }
 

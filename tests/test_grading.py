@@ -19,9 +19,9 @@ def dist(tmp_path_factory):
     return grading.assign(tmp_path_factory.mktemp("assign") / "dist", log=lambda *_: None)
 
 
-def test_every_lab_01_to_07_has_graded_questions():
+def test_every_lab_01_to_08_has_graded_questions():
     assert LABS == ["01_cnn_building_blocks", "02_alexnet", "03_vgg", "04_googlenet", "05_resnet",
-                    "06_data_augmentation", "07_compare_architectures"]
+                    "06_data_augmentation", "07_compare_architectures", "08_transfer_learning"]
     for lab in LABS:
         master = grading.graded_notebooks()[LABS.index(lab)]
         assert grading.questions(master), lab

@@ -53,7 +53,7 @@ def test_overfits_one_small_batch(real_data_dir):
                             optimizer="adamw", warmup_epochs=0, weight_decay=0.0,
                             label_smoothing=0.0)
     images, labels = next(iter(data.oxflower17("train", 32, 16, data_dir=real_data_dir, seed=1, dtype="uint8")))
-    model, _, _ = train.build_training_model(cfg, *train.channel_statistics(
+    model, _, _, _ = train.build_training_model(cfg, *train.channel_statistics(
         data.oxflower17("train", 32, 16, data_dir=real_data_dir, shuffle=False)))
     train.compile_model(model, cfg, steps_per_epoch=40)
     first = model.evaluate(images, labels, verbose=0, return_dict=True)["loss"]
@@ -64,7 +64,7 @@ def test_overfits_one_small_batch(real_data_dir):
 
 def test_training_and_inference_models_share_the_architecture():
     cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=4, augmentation="standard")
-    training, inference, net = train.build_training_model(cfg, np.full(3, 0.4), np.full(3, 0.05))
+    training, inference, net, _ = train.build_training_model(cfg, np.full(3, 0.4), np.full(3, 0.05))
     assert training.inputs[0].dtype == "uint8" and inference.inputs[0].dtype == "float32"
     assert {id(w) for w in inference.weights} <= {id(w) for w in training.weights}
     raw = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
@@ -166,7 +166,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=8)
         with strategy.scope():
-            model, inference, _ = train.build_training_model(cfg, np.full(3, 0.5), np.full(3, 0.1))
+            model, inference, _, _ = train.build_training_model(cfg, np.full(3, 0.5), np.full(3, 0.1))
             train.compile_model(model, cfg, steps_per_epoch=2)
         x = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
         y = np.arange(16) % 17
@@ -329,7 +329,7 @@ def test_gpu_profile_training_model_compiles_with_xla_and_no_fallback(recwarn):
     off (Keras warns and falls back when a layer has supports_jit=False), and the step must run."""
     cfg = train.make_config("alexnet", "gpu", image_size=67, batch_size=4, augmentation="strong")
     assert cfg.jit_compile
-    model, _, _ = train.build_training_model(cfg, np.full(3, 0.5), np.full(3, 0.1))
+    model, _, _, _ = train.build_training_model(cfg, np.full(3, 0.5), np.full(3, 0.1))
     train.compile_model(model, cfg, steps_per_epoch=1)
     assert model.jit_compile is True
     x = np.random.default_rng(0).integers(0, 256, (4, 67, 67, 3), dtype=np.uint8)

@@ -13,7 +13,7 @@ from labkit.data.files import (  # noqa: F401
     ARCHIVE_MD5, ARCHIVE_NAME, ARCHIVE_URL, CLASS_NAMES, FALLBACK_SPLIT, IMAGES_PER_CLASS, NUM_CLASSES,
     NUM_IMAGES, OFFICIAL_SPLIT, PARTITIONS, SPLIT_CHOICES, SPLIT_SIZES, SPLITS_MD5, SPLITS_NAME, SPLITS_URL,
     DataError, default_data_dir, ensure_images, fallback_splits, image_sizes, label_of, load_splits,
-    oxflower17_index, resolve_data_dir, select_split, validate_images,
+    oxflower17_index, resolve_data_dir, select_split, validate_images, resolve_classes, class_names, select_task, split_classes,
 )
 from labkit.data.pipeline import ArrayBatches, oxflower17  # noqa: F401
 

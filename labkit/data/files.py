@@ -421,6 +421,60 @@ def select_split(index: pd.DataFrame, split: str) -> pd.DataFrame:
     return index[index["split"] == split]
 
 
+def resolve_classes(classes) -> list[int] | None:
+    """Class numbers (0-16) from numbers or names (``"sunflower"``); None means all 17."""
+    if classes is None:
+        return None
+    resolved = []
+    for c in classes:
+        if isinstance(c, str) and not c.strip().isdigit():
+            if c.strip().lower() not in CLASS_NAMES:
+                raise ValueError(f"{c!r} is not an OxFlower17 class; the classes are {', '.join(CLASS_NAMES)}.")
+            resolved.append(CLASS_NAMES.index(c.strip().lower()))
+        else:
+            number = int(c)
+            if not 0 <= number < NUM_CLASSES:
+                raise ValueError(f"class numbers go from 0 to {NUM_CLASSES - 1}, got {c!r}.")
+            resolved.append(number)
+    if len(set(resolved)) != len(resolved) or len(resolved) < 2:
+        raise ValueError(f"classes must be at least two different classes, got {list(classes)!r}.")
+    return resolved
+
+
+def split_classes(source: int = 9, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Two disjoint groups of OxFlower17's classes, drawn at random with ``seed``: ``source``
+    classes for a source task A and the rest for a target task B (Yosinski et al. 2014 split
+    ImageNet's classes into two random halves the same way)."""
+    if not 2 <= source <= NUM_CLASSES - 2:
+        raise ValueError(f"source must leave at least two classes on each side: 2..{NUM_CLASSES - 2}, got {source}.")
+    order = np.random.default_rng(seed).permutation(NUM_CLASSES)
+    return sorted(order[:source].tolist()), sorted(order[source:].tolist())
+
+
+def class_names(classes=None) -> tuple[str, ...]:
+    """The names of ``classes`` in their new label order (all 17 for None)."""
+    chosen = resolve_classes(classes)
+    return CLASS_NAMES if chosen is None else tuple(CLASS_NAMES[c] for c in chosen)
+
+
+def select_task(index: pd.DataFrame, split: str, classes=None, images_per_class: int | None = None) -> pd.DataFrame:
+    """The rows of ``split`` for a task on some classes: only ``classes`` (numbers or names),
+    relabelled 0..k-1 in the order given, and at most ``images_per_class`` images of each (the
+    lowest image numbers: the split itself is random, and 10 images are then among the 40)."""
+    rows = select_split(index, split)
+    chosen = resolve_classes(classes)
+    if chosen is not None:
+        rows = rows[rows["label"].isin(chosen)].copy()
+        rows["label"] = rows["label"].map({c: i for i, c in enumerate(chosen)})
+        rows["class_name"] = [CLASS_NAMES[c] for c in np.asarray(chosen)[rows["label"].to_numpy()]]
+    if images_per_class is not None:
+        if not isinstance(images_per_class, (int, np.integer)) or images_per_class < 1:
+            raise ValueError(f"images_per_class must be a positive whole number, got {images_per_class!r}.")
+        rows = rows.sort_values("image_id").groupby("label", sort=False).head(int(images_per_class))
+        rows = rows.sort_values("image_id")
+    return rows
+
+
 def image_sizes(index: pd.DataFrame) -> pd.DataFrame:
     """Width and height of every image in ``index``, read from the JPEG headers (no decoding)."""
     from PIL import Image

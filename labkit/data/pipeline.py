@@ -16,7 +16,7 @@ import numpy as np
 
 from labkit.backend import has_tensorflow
 from labkit.data.decode import decode_and_resize, decoded_images
-from labkit.data.files import oxflower17_index, select_split
+from labkit.data.files import oxflower17_index, select_task
 
 PIPELINES = ("tf.data", "numpy")
 
@@ -109,6 +109,8 @@ def oxflower17(
     download: bool | None = None,
     profile=None,
     pipeline: str | None = None,
+    classes=None,
+    images_per_class: int | None = None,
 ):
     """``(image, label)`` batches for one split of OxFlower17.
 
@@ -120,6 +122,9 @@ def oxflower17(
     ``image_size`` and ``batch_size`` default to the active profile's. ``pipeline``: ``tf.data``
     (a ``tf.data.Dataset``; the default when TensorFlow is installed) or ``numpy``
     (``ArrayBatches``, a ``keras.utils.PyDataset``; the default without TensorFlow).
+    ``classes`` (numbers or names) keeps only those classes, labelled 0..k-1 in that order, and
+    ``images_per_class`` at most that many images of each (``labkit.data.select_task``): a
+    smaller task, such as the source and target tasks of a transfer-learning experiment.
     """
     from labkit.profiles import get_profile
 
@@ -140,7 +145,7 @@ def oxflower17(
         raise ValueError("pipeline 'tf.data' needs TensorFlow, which is not installed; use pipeline='numpy'.")
     if pipeline == "numpy" and not cache:
         raise ValueError("the numpy pipeline reads the decoded-image cache; cache=False needs pipeline='tf.data'.")
-    rows = select_split(oxflower17_index(data_dir, partition, download=download), split)
+    rows = select_task(oxflower17_index(data_dir, partition, download=download), split, classes, images_per_class)
     if shuffle is None:
         shuffle = split in ("train", "trainval")
     labels = rows["label"].to_numpy(dtype=np.int32)

@@ -26,6 +26,7 @@ from labkit.models import resnet as _resnet
 from labkit.models import vgg as _vgg
 from labkit.models.port import port_weights
 from labkit.models.pretrained import MissingWeightsError
+from labkit.models.transfer import copy_up_to, freeze_batch_norm, freeze_up_to, layers_up_to
 
 _VGG_CONFIG = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
 _VGG_ALLOWED = {"vgg11": ("A", "A-LRN"), "vgg13": ("B",), "vgg16": ("C", "D"), "vgg19": ("E",)}
@@ -131,6 +132,14 @@ def inference_model(model: keras.Model) -> keras.Model:
 def count_trainable(model: keras.Model) -> int:
     """Trainable parameters, as the papers and torchvision count them."""
     return int(sum(functools.reduce(lambda a, b: a * b, w.shape, 1) for w in model.trainable_weights))
+
+
+def count_parameters(model: keras.Model) -> int:
+    """The network's parameters as the papers count them, frozen ones included: every weight
+    except batch norm's moving mean and variance (equal to ``count_trainable`` until layers are
+    frozen)."""
+    return int(sum(functools.reduce(lambda a, b: a * b, w.shape, 1) for w in model.weights
+                   if not w.path.endswith(("moving_mean", "moving_variance"))))
 
 
 def count_all(model: keras.Model) -> int:

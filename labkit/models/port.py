@@ -49,11 +49,14 @@ def _pairs(src: list, dst: list) -> list[tuple]:
     return named + list(zip(rest_src, rest_dst))
 
 
-def port_weights(source: keras.Model, target: keras.Model) -> list[tuple[str, str]]:
+def port_weights(source: keras.Model, target: keras.Model, only: set | None = None) -> list[tuple[str, str]]:
     """Copy every weight of ``source`` into ``target``; layers of ``target`` that ``source`` lacks
-    (a new classifier after a ``include_top=False`` model) keep their values. Returns the
+    (a new classifier after a ``include_top=False`` model) keep their values, as do those not in
+    ``only`` (a set of ``id(layer)`` of ``target``'s layers) when it is given. Returns the
     ``(source layer, target layer)`` pairs copied. Raises ``ValueError`` where the networks differ."""
     pairs = _pairs(weighted_layers(source), weighted_layers(target))
+    if only is not None:
+        pairs = [(a, b) for a, b in pairs if id(b) in only]
     biases = {}  # bias-free target convolution -> the source's bias, waiting for its batch norm
     convs = [(a, b) for a, b in pairs if not isinstance(a, keras.layers.BatchNormalization)]
     norms = [(a, b) for a, b in pairs if isinstance(a, keras.layers.BatchNormalization)]

@@ -63,6 +63,21 @@ class TrainConfig:
     train_split: str = option("train", "train: choose the epoch by validation accuracy; trainval: once the "
                                        "recipe is chosen, fit it on train + val (1,020 images) and keep the "
                                        "final weights (needs adamw)", TRAIN_SPLITS)
+    classes: list | None = option(None, "train on these classes only (numbers 0-16 or names), labelled 0..k-1 "
+                                        "in this order (default: all 17)")
+    images_per_class: int | None = option(None, "at most this many training images of each class (default: all)")
+    weights: str | None = option(None, "start from ImageNet weights (VGG-16/19, ResNet-50/101/152): the "
+                                       "backbone, with a new classifier", ("imagenet",))
+    init: str | None = option(None, "start from a labkit run: its folder or its best.keras (the classifier "
+                                    "too when the classes are the same)")
+    transfer_layers: str | None = option(None, "with --init/--weights: copy the starting weights up to and "
+                                               "including this layer (e.g. conv3); later layers start new "
+                                               "(default: all but a classifier for other classes)")
+    freeze_until: str | None = option(None, "freeze the network up to and including this layer (e.g. conv4, "
+                                            "or fc7 for all but the classifier): its weights do not change "
+                                            "and its batch norm runs in inference mode")
+    freeze_batch_norm: bool = option(False, "run every batch norm in inference mode with fixed scale and offset "
+                                            "(fine-tuning a pretrained network on small batches)")
     budget_minutes: float | None = option(None, "choose the epochs so that the whole run fits this many "
                                                 "minutes on this machine (default: the profile's; an "
                                                 "explicit --epochs wins)")
@@ -76,6 +91,22 @@ class TrainConfig:
             self.weight_decay = 0.05 if adam else 5e-4
         if self.label_smoothing is None:
             self.label_smoothing = 0.1 if adam else 0.0
+        if self.classes is not None:
+            from labkit.data import resolve_classes
+
+            self.classes = resolve_classes(self.classes)
+
+    @property
+    def num_classes(self) -> int:
+        """17, or the number of ``classes`` the run trains on."""
+        from labkit.data import NUM_CLASSES
+
+        return len(self.classes) if self.classes else NUM_CLASSES
+
+    @property
+    def transfers(self) -> bool:
+        """Whether the run starts from trained weights (``init`` or ``weights``)."""
+        return bool(self.init or self.weights)
 
 
 def field_names() -> set[str]:
@@ -107,6 +138,25 @@ def check(cfg: TrainConfig) -> None:
                           ("train_split", TRAIN_SPLITS)):
         if getattr(cfg, name) not in choices:
             raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(cfg, name)!r}.")
+    if cfg.images_per_class is not None and (not isinstance(cfg.images_per_class, int) or cfg.images_per_class < 1):
+        raise ValueError(f"images per class must be a positive whole number, got {cfg.images_per_class!r}.")
+    if cfg.init and cfg.weights:
+        raise ValueError("start from a labkit run (init) or from ImageNet (weights), not both.")
+    if cfg.weights is not None:
+        if cfg.weights != "imagenet":
+            raise ValueError(f"weights must be 'imagenet'; to start from a file use init. Got {cfg.weights!r}.")
+        if not lkmodels.has_imagenet_weights(cfg.model, **cfg.model_options):
+            raise ValueError(f"No ImageNet weights exist for {cfg.model} {cfg.model_options or ''}; Keras publishes "
+                             "them for VGG-16/19 and ResNet-50/101/152 (v1).")
+    if cfg.init is not None:
+        from pathlib import Path
+
+        path = Path(cfg.init)
+        if not (path.is_file() or (path / "best.keras").is_file()):
+            raise ValueError(f"init must be a finished labkit run (a folder holding best.keras) or a .keras file; "
+                             f"{path} is neither. Train the base run first.")
+    if cfg.transfer_layers and not cfg.transfers:
+        raise ValueError("transfer_layers says how much of the starting weights to copy: give init or weights too.")
     if cfg.budget_minutes is not None and not cfg.budget_minutes > 0:
         raise ValueError(f"budget_minutes must be positive, got {cfg.budget_minutes!r}.")
     if cfg.train_split == "trainval" and cfg.optimizer != "adamw":
@@ -176,6 +226,20 @@ def run_name(cfg: TrainConfig) -> str:
         name += f"_{cfg.mixing}"
     if cfg.train_split != defaults.get("train_split", "train"):
         name += f"_{cfg.train_split}"
+    if cfg.classes:
+        name += "_classes-" + "-".join(map(str, cfg.classes))
+    if cfg.images_per_class:
+        name += f"_{cfg.images_per_class}per-class"
+    if cfg.transfers:
+        from pathlib import Path
+
+        source = cfg.weights or Path(cfg.init).name.removesuffix(".keras")
+        source = Path(cfg.init).parent.name if source == "best" else source
+        name += f"_from-{source}" + (f"-to-{cfg.transfer_layers}" if cfg.transfer_layers else "")
+    if cfg.freeze_until:
+        name += f"_frozen-to-{cfg.freeze_until}"
+    if cfg.freeze_batch_norm:
+        name += "_bn-frozen"
     if cfg.seed != 0:
         name += f"_seed{cfg.seed}"
     return name

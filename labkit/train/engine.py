@@ -23,7 +23,7 @@ from labkit.profiles import get_profile
 from labkit.train import budget as lkbudget
 from labkit.train.callbacks import EpochTimer
 from labkit.train.config import TrainConfig, make_config, run_name, same_config
-from labkit.train.inputs import channel_statistics, datasets, training_images
+from labkit.train.inputs import channel_statistics, datasets, split_sizes, training_images
 from labkit.train.model import build_training_model, compile_model, set_precision, val_accuracy_key
 from labkit.train.records import Run, load_run, read_history, results, write_run
 
@@ -48,7 +48,7 @@ def _plan_budget(cfg: TrainConfig, path: Path, started: float, mean, variance, t
     measured now on a throw-away copy of the model (so the real one starts untouched)."""
     if resuming and (kept := lkbudget.load(path)) is not None:
         return kept
-    probe, probe_inference, _ = build_training_model(cfg, mean, variance)
+    probe, probe_inference, _, _ = build_training_model(cfg, mean, variance)
     compile_model(probe, cfg, steps_per_epoch=1)
     x, y = next(iter(train_ds))
     images = np.asarray(x)
@@ -62,11 +62,11 @@ def _plan_budget(cfg: TrainConfig, path: Path, started: float, mean, variance, t
         checkpoint = time.perf_counter() - saving
     del probe, probe_inference
     keras.utils.set_random_seed(cfg.seed)  # the real model starts as it would without a probe
-    splits = index["split"].value_counts()
-    val_images = int(splits.get("val", 0)) if cfg.train_split == "train" else 0
+    splits = split_sizes(cfg, index)
+    val_images = splits["val"] if cfg.train_split == "train" else 0
     epochs, per_epoch = lkbudget.choose_epochs(
         cfg.budget_minutes, time.perf_counter() - started, batch / train_step, batch / infer_step,
-        training_images(cfg, index), val_images, int(splits.get("test", 0)), cfg.epochs, checkpoint)
+        training_images(cfg, index), val_images, splits["test"], cfg.epochs, checkpoint)
     expected = get_profile(cfg.profile).expected_val_accuracy.get(cfg.model)
     plan = lkbudget.Budget(cfg.budget_minutes, batch / train_step, batch / infer_step, cfg.epochs, epochs,
                            per_epoch, time.perf_counter() - started, expected, checkpoint)
@@ -113,7 +113,8 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
     aux = cfg.model == "googlenet" and cfg.model_options.get("aux_classifiers", False)
     train_ds, val_ds, test_ds = datasets(cfg, data_dir, outputs=3 if aux else 1)
     mean, variance = channel_statistics(lkdata.oxflower17(cfg.train_split, cfg.image_size, cfg.batch_size,
-                                                          data_dir=data_dir, partition=cfg.partition, shuffle=False))
+                                                          data_dir=data_dir, partition=cfg.partition, shuffle=False,
+                                                          classes=cfg.classes, images_per_class=cfg.images_per_class))
     images = training_images(cfg, index)
     full_batches_only = backend.jit_compile(cfg.jit_compile)  # inputs.datasets drops the last, smaller batch
     steps = cfg.steps_per_epoch or (images // cfg.batch_size if full_batches_only else math.ceil(images / cfg.batch_size))
@@ -125,7 +126,7 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
             print(f"[labkit.train] {plan.describe()}", flush=True)
             run_cfg = dataclasses.replace(cfg, epochs=plan.epochs)  # the schedule spans the chosen length
         with backend.distribution_scope():
-            model, inference, net = build_training_model(run_cfg, mean, variance)
+            model, inference, net, start = build_training_model(run_cfg, mean, variance)
             compile_model(model, run_cfg, steps)
         monitor = val_accuracy_key(model) if val_ds is not None else None
         earlier = read_history(history_path) if resuming else pd.DataFrame()
@@ -167,15 +168,16 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
         model.load_weights(str(out / "best.weights.h5"))
     from labkit.evaluate import evaluate, evaluate_ten_crop
 
-    evaluation = evaluate(inference, test_ds, lkdata.CLASS_NAMES)
-    ten_crop = evaluate_ten_crop(inference, lkdata.CLASS_NAMES, "test", cfg.image_size,
-                                 batch_size=cfg.batch_size, data_dir=data_dir, partition=cfg.partition)
+    names = lkdata.class_names(cfg.classes)
+    evaluation = evaluate(inference, test_ds, names)
+    ten_crop = evaluate_ten_crop(inference, names, "test", cfg.image_size, batch_size=cfg.batch_size,
+                                 data_dir=data_dir, partition=cfg.partition, classes=cfg.classes)
     history = read_history(history_path)
     record = results(cfg, net, index, history, evaluation, wall, monitor,
                      test_top1_10crop=ten_crop.top1, precision=precision, jit_compile=bool(model.jit_compile),
                      budget=plan.as_dict() if plan else None,
                      pipeline="numpy" if isinstance(train_ds, lkdata.ArrayBatches) else "tf.data",
-                     decoder=default_decoder(),
+                     decoder=default_decoder(), start=start,
                      wall_seconds=time.perf_counter() - started)
     write_run(out, record, inference, net, history, evaluation,
               title=f"{cfg.model}, {cfg.profile} profile, {cfg.image_size} px")

@@ -26,10 +26,10 @@ def mixing_layer(mixing: str, seed: int | None = None):
     return None
 
 
-def _numpy_transforms(mixer):
+def _numpy_transforms(mixer, classes: int):
     """The same steps as the tf.data maps below, on NumPy batches (``ArrayBatches.map``)."""
     def one_hot(x, y):
-        return x, np.eye(lkdata.NUM_CLASSES, dtype=np.float32)[y]
+        return x, np.eye(classes, dtype=np.float32)[y]
 
     def mix(x, y):
         out = mixer({"images": x.astype(np.float32), "labels": y}, training=True)
@@ -39,11 +39,11 @@ def _numpy_transforms(mixer):
     return one_hot, mix
 
 
-def _tf_transforms(mixer):
+def _tf_transforms(mixer, classes: int):
     import tensorflow as tf
 
     def one_hot(x, y):
-        return x, tf.one_hot(y, lkdata.NUM_CLASSES)
+        return x, tf.one_hot(y, classes)
 
     def mix(x, y):
         out = mixer({"images": tf.cast(x, tf.float32), "labels": y}, training=True)
@@ -68,14 +68,15 @@ def datasets(cfg: TrainConfig, data_dir, outputs: int):
     have the same size (the last, smaller one is dropped): a compiled step is compiled once per
     input shape."""
     mixer = mixing_layer(cfg.mixing, seed=cfg.seed)
-    common = dict(image_size=cfg.image_size, partition=cfg.partition, data_dir=data_dir)
+    common = dict(image_size=cfg.image_size, partition=cfg.partition, data_dir=data_dir, classes=cfg.classes)
     train = lkdata.oxflower17(cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed, dtype="uint8",
-                              drop_remainder=backend.jit_compile(cfg.jit_compile), **common)
+                              drop_remainder=backend.jit_compile(cfg.jit_compile),
+                              images_per_class=cfg.images_per_class, **common)
     val = (lkdata.oxflower17("val", batch_size=cfg.batch_size, dtype="uint8", **common)
            if cfg.train_split == "train" else None)
     test = lkdata.oxflower17("test", batch_size=cfg.batch_size, **common)  # float: for the inference model
     numpy = isinstance(train, lkdata.ArrayBatches)
-    one_hot, mix = (_numpy_transforms if numpy else _tf_transforms)(mixer)
+    one_hot, mix = (_numpy_transforms if numpy else _tf_transforms)(mixer, cfg.num_classes)
 
     def to_targets(x, y):  # one label per output (GoogLeNet's heads); plain Python, fine in both pipelines
         return (x, tuple([y] * outputs)) if outputs > 1 else (x, y)
@@ -98,6 +99,11 @@ def channel_statistics(dataset, batches: int = 8) -> tuple[np.ndarray, np.ndarra
 
 
 def training_images(cfg: TrainConfig, index) -> int:
-    """How many images one pass over the training split holds (680, or 1,020 with trainval)."""
-    fitted = {"train": ["train"], "trainval": ["train", "val"]}[cfg.train_split]
-    return int(index["split"].isin(fitted).sum())
+    """How many images one pass over the training split holds (680, or 1,020 with trainval; fewer
+    with ``classes`` or ``images_per_class``)."""
+    return len(lkdata.select_task(index, cfg.train_split, cfg.classes, cfg.images_per_class))
+
+
+def split_sizes(cfg: TrainConfig, index) -> dict:
+    """Images in the run's validation and test splits (its classes only)."""
+    return {split: len(lkdata.select_task(index, split, cfg.classes)) for split in ("val", "test")}

@@ -8,6 +8,8 @@ Two models share one architecture and its weights:
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 
 from labkit import backend
@@ -28,14 +30,62 @@ def set_precision(cfg: TrainConfig) -> str:
     return policy
 
 
+def load_base(path) -> tuple[keras.Model, keras.layers.Layer]:
+    """A finished run's architecture and its input normalisation, from its folder or best.keras."""
+    path = Path(path)
+    saved = keras.saving.load_model(path / "best.keras" if path.is_dir() else path)
+    nets = [layer for layer in saved.layers if isinstance(layer, keras.Model)]
+    steps = [layer for layer in saved.layers[1:] if not isinstance(layer, keras.Model)]
+    if len(nets) != 1 or len(steps) != 1:
+        raise ValueError(f"{path} is not a labkit run's model (input -> normalisation -> network).")
+    return nets[0], steps[0]
+
+
+def _copy_layer(layer):
+    twin = layer.__class__.from_config(layer.get_config())
+    twin.build(layer.input.shape if hasattr(layer, "input") else None)
+    twin.set_weights(layer.get_weights())
+    return twin
+
+
+def start_from(cfg: TrainConfig, net) -> tuple[keras.layers.Layer | None, dict | None]:
+    """Put the starting weights into ``net`` (``cfg.init`` or ``cfg.weights``, up to
+    ``cfg.transfer_layers``), then freeze what ``cfg`` says. Returns the input normalisation those
+    weights were trained with (None: the training set's statistics) and what to record."""
+    normalize, copied = None, []
+    if cfg.transfers:
+        if cfg.weights == "imagenet":
+            base = lkmodels.build(cfg.model, num_classes=cfg.num_classes, input_shape=tuple(net.inputs[0].shape[1:]),
+                                  weights="imagenet", **cfg.model_options)
+            normalize = lkmodels.preprocess(cfg.model, input_range=1.0)
+        else:
+            base, base_normalize = load_base(cfg.init)
+            normalize = _copy_layer(base_normalize)
+        copied = lkmodels.copy_up_to(base, net, cfg.transfer_layers)
+        if cfg.weights == "imagenet" and cfg.transfer_layers is None:
+            copied = [p for p in copied if p[1] != lkmodels.transfer.classifier(net).name]  # the new head
+    frozen = lkmodels.freeze_up_to(net, cfg.freeze_until) if cfg.freeze_until else []
+    if cfg.freeze_batch_norm:
+        frozen = sorted(set(frozen) | set(lkmodels.freeze_batch_norm(net)), key=[l.name for l in net.layers].index)
+    if not (cfg.transfers or frozen):
+        return None, None
+    record = {"weights": cfg.weights or str(cfg.init), "layers_copied": [b for _, b in copied],
+              "frozen": frozen, "trainable_params": lkmodels.count_trainable(net),
+              "frozen_params": lkmodels.count_parameters(net) - lkmodels.count_trainable(net)}
+    return normalize, record
+
+
 def build_training_model(cfg: TrainConfig, mean, variance):
-    """Returns ``(training_model, inference_model, architecture)`` (see the module's docstring)."""
+    """Returns ``(training_model, inference_model, architecture, start)`` (see the module's
+    docstring); ``start`` says which weights the run started from and what it froze (None for a
+    run from scratch)."""
     from labkit.augment import keras_augmentation
 
-    net = lkmodels.build(cfg.model, num_classes=lkdata.NUM_CLASSES,
+    net = lkmodels.build(cfg.model, num_classes=cfg.num_classes,
                          input_shape=(cfg.image_size, cfg.image_size, 3), **cfg.model_options)
     shape = (cfg.image_size, cfg.image_size, 3)
-    normalize = keras.layers.Normalization(mean=mean, variance=variance, name="normalize")
+    normalize, start = start_from(cfg, net)
+    normalize = normalize or keras.layers.Normalization(mean=mean, variance=variance, name="normalize")
 
     raw = keras.Input(shape, dtype="uint8", name="image_uint8")
     x = keras.layers.Rescaling(1 / 255, name="to_unit_range")(raw)
@@ -50,7 +100,7 @@ def build_training_model(cfg: TrainConfig, mean, variance):
     image = keras.Input(shape, name="image")
     main = net(normalize(image))
     inference = keras.Model(image, main[0] if isinstance(main, (list, tuple)) else main, name=net.name)
-    return training, inference, net
+    return training, inference, net, start
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
@@ -91,7 +141,7 @@ def loss_and_metrics(cfg: TrainConfig):
         return (keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
                 [keras.metrics.CategoricalAccuracy(name="accuracy"),
                  keras.metrics.TopKCategoricalAccuracy(5, name="top5")])
-    loss = (SmoothedSparseCrossentropy(lkdata.NUM_CLASSES, cfg.label_smoothing) if cfg.label_smoothing > 0
+    loss = (SmoothedSparseCrossentropy(cfg.num_classes, cfg.label_smoothing) if cfg.label_smoothing > 0
             else keras.losses.SparseCategoricalCrossentropy())
     return loss, [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                   keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]

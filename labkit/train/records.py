@@ -81,7 +81,7 @@ def results(cfg, net, index, history, evaluation, wall, monitor, **extra) -> dic
         "results_version": RESULTS_VERSION,
         "model": cfg.model,
         "model_options": cfg.model_options,
-        "params": lkmodels.count_trainable(net),
+        "params": lkmodels.count_parameters(net),
         "params_incl_bn_stats": lkmodels.count_all(net),
         "profile": cfg.profile,
         "image_size": cfg.image_size,
@@ -114,10 +114,11 @@ def load_run(out_dir, data_dir=None) -> Run:
         raise ValueError(f"{out} holds no finished run (no results.json); train it first.")
     record = json.loads((out / "results.json").read_text())
     model = keras.models.load_model(out / "best.keras")
+    classes = record.get("config", {}).get("classes")
     test = lkdata.oxflower17("test", record["image_size"], record["batch_size"], data_dir=data_dir,
-                             partition=record["partition"])
+                             partition=record["partition"], classes=classes)
     return Run(out, record, read_history(out / "history.csv"), model,
-               evaluate(model, test, lkdata.CLASS_NAMES))
+               evaluate(model, test, lkdata.class_names(classes)))
 
 
 def write_run(out: Path, record: dict, inference, net, history, evaluation, title: str) -> None:
