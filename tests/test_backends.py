@@ -33,9 +33,10 @@ def _env(**extra):
     return env
 
 
-# PyTorch: the same without a notebook (JAX runs one; every notebook passed under PyTorch by hand,
-# see the README), to keep CI under 20 minutes; the gpu-profile test is a real torch.compile
-TORCH_SUBSET = [t for t in JAX_SUBSET if not t.endswith(".ipynb")]
+# PyTorch: the training path (augmentation, an interrupted and resumed run, the gpu profile's step
+# under a real torch.compile, the CLI), to keep CI under 20 minutes; the builders' counts and a
+# notebook run under JAX, and every notebook passed under PyTorch by hand (README, Backends)
+TORCH_SUBSET = [t for t in JAX_SUBSET if t.startswith(("tests/test_augment.py", "tests/test_train.py"))]
 
 
 def _run_subset(tests, tmp_path, real_data_dir, **extra):
