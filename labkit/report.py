@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ["model", "profile", "image_size", "epochs_run", "params", "train_images_per_second",
+COLUMNS = ["model", "start", "profile", "image_size", "epochs_run", "params", "train_images_per_second",
            "training_seconds", "best_val_accuracy", "test_top1", "test_top5", "split_name", "run"]
 
 
@@ -52,6 +52,8 @@ def format_report(table: pd.DataFrame) -> pd.DataFrame:
     for c in ("best_val_accuracy", "test_top1", "test_top5"):
         out[c] = out[c].map(lambda v: f"{v:.1%}" if pd.notna(v) else "")
     out["params"] = out["params"].map(lambda v: f"{int(v):,}")
+    if "start" in out:
+        out["start"] = [start_label(r) for _, r in table.iterrows()]
     out["train_images_per_second"] = out["train_images_per_second"].map(lambda v: f"{v:.0f}" if pd.notna(v) else "")
     out["training_seconds"] = out["training_seconds"].map(lambda v: f"{v:.0f}")
     return out.rename(columns={"train_images_per_second": "img/s", "training_seconds": "train s",
@@ -62,12 +64,43 @@ def format_report(table: pd.DataFrame) -> pd.DataFrame:
 LAB_RUNS = [("alexnet", {}), ("vgg11", {}), ("googlenet", {"aux_classifiers": True}), ("resnet18", {})]
 
 
+def _config(row) -> dict:
+    config = row.get("config")
+    return config if isinstance(config, dict) else {}
+
+
+def is_from_scratch(row) -> bool:
+    """A record of the labs' comparison: all 17 classes, all training images, random start."""
+    config = _config(row)
+    start = row.get("start")
+    return not config.get("classes") and not config.get("images_per_class") and not isinstance(start, dict)
+
+
+def _transferred_on_all_classes(row) -> bool:
+    config = _config(row)
+    return isinstance(row.get("start"), dict) and not config.get("classes") and not config.get("images_per_class")
+
+
+def start_label(row) -> str:
+    """``scratch``, ``ImageNet`` or ``run <folder>``, and what was frozen (``frozen to conv4``)."""
+    start = row.get("start")
+    if not isinstance(start, dict):
+        return "scratch"
+    source = "ImageNet" if start.get("weights") == "imagenet" else f"run {Path(str(start.get('weights'))).name}"
+    frozen = _config(row).get("freeze_until")
+    return source + (f", frozen to {frozen}" if frozen else "") + (
+        ", BN frozen" if _config(row).get("freeze_batch_norm") else "")
+
+
 def architecture_table(profile=None, runs=None) -> pd.DataFrame:
     """Every architecture the kit builds (LeNet-5 aside: it reads 32x32 digits), at the input
     size the profile trains it with: parameters, operations, activation memory; joined with the
-    latest run record of the same model and profile, preferring one trained at that size and
-    leaving out runs fitted on train + val (training images/s, seconds per epoch, test
-    accuracy). Models without a record show blanks."""
+    latest run record of the same model and profile trained from scratch on all 17 classes,
+    preferring one trained at that size and leaving out runs fitted on train + val (training
+    images/s, seconds per epoch, test accuracy). Models without a record show blanks. Below
+    them, one row per run that started from trained weights (``start``: ImageNet or another
+    run) on the same 17-class task, so that transfer stands beside training from scratch; runs
+    on other tasks (lab 08's class subsets) are not comparable and stay out."""
     import keras
 
     from labkit import inspect, models
@@ -75,8 +108,11 @@ def architecture_table(profile=None, runs=None) -> pd.DataFrame:
 
     prof = get_profile(profile)
     records = collect(runs)
+    transferred = records.iloc[:0]
     if not records.empty:
         records = records[records["profile"] == prof.name].sort_values("finished")
+        transferred = records[[_transferred_on_all_classes(r) for _, r in records.iterrows()]]
+        records = records[[is_from_scratch(r) for _, r in records.iterrows()]]
     rows = []
     for name in models.available():
         if name == "lenet5":
@@ -84,7 +120,7 @@ def architecture_table(profile=None, runs=None) -> pd.DataFrame:
         size = max(prof.for_model(name)["image_size"], models.min_input_size(name))
         net = models.build(name, num_classes=17, input_shape=(size, size, 3))
         totals = inspect.summarize(net)
-        row = {"model": name, "input": size, "params": int(totals["params"]),
+        row = {"model": name, "start": "scratch", "input": size, "params": int(totals["params"]),
                "params_m": totals["params"] / 1e6, "gmacs": totals["ops"] / 1e9,
                "activation_mb": float(totals["activation_memory_mb"])}
         keras.backend.clear_session()
@@ -100,4 +136,15 @@ def architecture_table(profile=None, runs=None) -> pd.DataFrame:
                        epochs_run=r["epochs_run"], test_top1=r["test_top1"],
                        test_top1_10crop=r.get("test_top1_10crop"), trained_at=r["image_size"])
         rows.append(row)
+    for _, r in transferred.iterrows():
+        size = int(r["image_size"])
+        net = models.build(r["model"], num_classes=17, input_shape=(size, size, 3), **(r.get("model_options") or {}))
+        totals = inspect.summarize(models.inference_model(net))
+        keras.backend.clear_session()
+        rows.append({"model": r["model"], "start": start_label(r), "input": size, "params": int(totals["params"]),
+                     "params_m": totals["params"] / 1e6, "gmacs": totals["ops"] / 1e9,
+                     "activation_mb": float(totals["activation_memory_mb"]),
+                     "train_images_per_second": r.get("train_images_per_second"),
+                     "seconds_per_epoch": r["training_seconds"] / max(r["epochs_run"], 1), "epochs_run": r["epochs_run"],
+                     "test_top1": r["test_top1"], "test_top1_10crop": r.get("test_top1_10crop"), "trained_at": size})
     return pd.DataFrame(rows)
