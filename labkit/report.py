@@ -82,13 +82,14 @@ def _transferred_on_all_classes(row) -> bool:
 
 
 def start_label(row) -> str:
-    """``scratch``, ``ImageNet`` or ``run <folder>``, and what was frozen (``frozen to conv4``)."""
+    """``scratch``, ``ImageNet`` or ``run <folder>``, how far it was copied (``up to conv3``) and what
+    was frozen (``frozen to conv4``)."""
     start = row.get("start")
     if not isinstance(start, dict):
         return "scratch"
     source = "ImageNet" if start.get("weights") == "imagenet" else f"run {Path(str(start.get('weights'))).name}"
-    frozen = _config(row).get("freeze_until")
-    return source + (f", frozen to {frozen}" if frozen else "") + (
+    copied, frozen = _config(row).get("transfer_layers"), _config(row).get("freeze_until")
+    return source + (f" up to {copied}" if copied else "") + (f", frozen to {frozen}" if frozen else "") + (
         ", BN frozen" if _config(row).get("freeze_batch_norm") else "")
 
 
