@@ -34,9 +34,10 @@ def _env(**extra):
 
 
 # PyTorch: the training path (augmentation, an interrupted and resumed run, the gpu profile's step
-# under a real torch.compile, the CLI), to keep CI under 20 minutes; the builders' counts and a
+# under a real torch.compile), to keep CI under 20 minutes; the builders' counts, the CLI and a
 # notebook run under JAX, and every notebook passed under PyTorch by hand (README, Backends)
-TORCH_SUBSET = [t for t in JAX_SUBSET if t.startswith(("tests/test_augment.py", "tests/test_train.py"))]
+TORCH_SUBSET = [t for t in JAX_SUBSET if t.startswith(("tests/test_augment.py", "tests/test_train.py"))
+                and not t.endswith("test_cli_trains_end_to_end_in_smoke")]
 
 
 def _run_subset(tests, tmp_path, real_data_dir, **extra):
