@@ -55,15 +55,19 @@ def start_from(cfg: TrainConfig, net) -> tuple[keras.layers.Layer | None, dict |
     normalize, copied = None, []
     if cfg.transfers:
         if cfg.weights == "imagenet":
-            base = lkmodels.build(cfg.model, num_classes=cfg.num_classes, input_shape=tuple(net.inputs[0].shape[1:]),
-                                  weights="imagenet", **cfg.model_options)
             normalize = lkmodels.preprocess(cfg.model, input_range=1.0)
+            if cfg.transfer_layers is None:  # build_training_model built net with the weights already
+                head = lkmodels.transfer.classifier(net).name
+                copied = [(l.name, l.name) for l in lkmodels.port.weighted_layers(net) if l.name != head]
+            else:
+                base = lkmodels.build(cfg.model, num_classes=cfg.num_classes,
+                                      input_shape=tuple(net.inputs[0].shape[1:]), weights="imagenet",
+                                      **cfg.model_options)
+                copied = lkmodels.copy_up_to(base, net, cfg.transfer_layers)
         else:
             base, base_normalize = load_base(cfg.init)
             normalize = _copy_layer(base_normalize)
-        copied = lkmodels.copy_up_to(base, net, cfg.transfer_layers)
-        if cfg.weights == "imagenet" and cfg.transfer_layers is None:
-            copied = [p for p in copied if p[1] != lkmodels.transfer.classifier(net).name]  # the new head
+            copied = lkmodels.copy_up_to(base, net, cfg.transfer_layers)
     frozen = lkmodels.freeze_up_to(net, cfg.freeze_until) if cfg.freeze_until else []
     if cfg.freeze_batch_norm:
         frozen = sorted(set(frozen) | set(lkmodels.freeze_batch_norm(net)), key=[l.name for l in net.layers].index)
@@ -81,8 +85,10 @@ def build_training_model(cfg: TrainConfig, mean, variance):
     run from scratch)."""
     from labkit.augment import keras_augmentation
 
-    net = lkmodels.build(cfg.model, num_classes=cfg.num_classes,
-                         input_shape=(cfg.image_size, cfg.image_size, 3), **cfg.model_options)
+    # ImageNet weights for the whole backbone load while building; only a partial copy needs a second network
+    whole_imagenet = cfg.weights == "imagenet" and cfg.transfer_layers is None
+    net = lkmodels.build(cfg.model, num_classes=cfg.num_classes, input_shape=(cfg.image_size, cfg.image_size, 3),
+                         weights="imagenet" if whole_imagenet else None, **cfg.model_options)
     shape = (cfg.image_size, cfg.image_size, 3)
     normalize, start = start_from(cfg, net)
     normalize = normalize or keras.layers.Normalization(mean=mean, variance=variance, name="normalize")
