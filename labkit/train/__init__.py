@@ -2,12 +2,15 @@
 
     run = labkit.train.train("resnet18")            # the active profile decides the size
     run.results["test_top1"], run.history
+    run = labkit.train.train("alexnet", builder=my_alexnet, recipe=my_recipe)   # your network, your recipe
 
 The path, one module a step:
 
     labkit.train.config     TrainConfig: every setting, its default and its command-line flag
     labkit.train.inputs     the batches: training (uint8, mixed if asked), validation, test
-    labkit.train.model      the training and inference models, optimizer, schedule, loss
+    labkit.train.network    whose network: labkit's reference, or your own builder (checked)
+    labkit.train.recipe     Recipe: optimizer, schedule, loss as Keras objects; the profile's
+    labkit.train.model      the training and inference models, compiled with the recipe
     labkit.train.budget     epochs chosen from measured speed so that a run fits its time budget
     labkit.train.engine     train(): build, compile, fit, resume, evaluate
     labkit.train.records    the run folder: results.json, history, figures; load_run()
@@ -31,7 +34,7 @@ from labkit.train.config import (  # noqa: F401
 )
 from labkit.train.engine import OutOfMemoryError, train  # noqa: F401
 from labkit.train.inputs import channel_statistics, datasets, mixing_layer  # noqa: F401
-from labkit.train.model import (  # noqa: F401
-    SmoothedSparseCrossentropy, build_training_model, compile_model, make_optimizer, set_precision,
-)
+from labkit.train.model import build_training_model, compile_model, set_precision  # noqa: F401
+from labkit.train.network import Network, choose_network  # noqa: F401
+from labkit.train.recipe import Recipe, SmoothedSparseCrossentropy, make_optimizer, profile_recipe  # noqa: F401
 from labkit.train.records import RESULTS_VERSION, Run, load_run  # noqa: F401

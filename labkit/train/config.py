@@ -78,6 +78,10 @@ class TrainConfig:
                                             "and its batch norm runs in inference mode")
     freeze_batch_norm: bool = option(False, "run every batch norm in inference mode with fixed scale and offset "
                                             "(fine-tuning a pretrained network on small batches)")
+    network: str | None = option(None, "whose network: None for labkit's builder, own-<fingerprint> for one "
+                                       "passed to train(builder=...)", cli=False)
+    recipe: str | None = option(None, "None for the recipe these fields describe, custom-<fingerprint> for one "
+                                      "passed to train(recipe=...)", cli=False)
     budget_minutes: float | None = option(None, "choose the epochs so that the whole run fits this many "
                                                 "minutes on this machine (default: the profile's; an "
                                                 "explicit --epochs wins)")
@@ -155,11 +159,14 @@ def check(cfg: TrainConfig) -> None:
         if not (path.is_file() or (path / "best.keras").is_file()):
             raise ValueError(f"init must be a finished labkit run (a folder holding best.keras) or a .keras file; "
                              f"{path} is neither. Train the base run first.")
+    if cfg.network and cfg.transfers:
+        raise ValueError("starting weights (init, weights) are copied by labkit's layer names: train labkit's "
+                         "network (no builder) to transfer them.")
     if cfg.transfer_layers and not cfg.transfers:
         raise ValueError("transfer_layers says how much of the starting weights to copy: give init or weights too.")
     if cfg.budget_minutes is not None and not cfg.budget_minutes > 0:
         raise ValueError(f"budget_minutes must be positive, got {cfg.budget_minutes!r}.")
-    if cfg.train_split == "trainval" and cfg.optimizer != "adamw":
+    if cfg.train_split == "trainval" and cfg.optimizer != "adamw" and not cfg.recipe:
         raise ValueError("training on train + val leaves no validation accuracy for SGD's schedule "
                          "(lr / 10 on plateau); use the fixed cosine schedule: optimizer 'adamw'.")
 
@@ -236,6 +243,10 @@ def run_name(cfg: TrainConfig) -> str:
         source = cfg.weights or Path(cfg.init).name.removesuffix(".keras")
         source = Path(cfg.init).parent.name if source == "best" else source
         name += f"_from-{source}" + (f"-to-{cfg.transfer_layers}" if cfg.transfer_layers else "")
+    if cfg.network:
+        name += f"_{cfg.network}"
+    if cfg.recipe:
+        name += f"_recipe-{cfg.recipe.removeprefix('custom-')}"
     if cfg.freeze_until:
         name += f"_frozen-to-{cfg.freeze_until}"
     if cfg.freeze_batch_norm:

@@ -24,7 +24,11 @@ from labkit.train import budget as lkbudget
 from labkit.train.callbacks import EpochTimer
 from labkit.train.config import TrainConfig, make_config, run_name, same_config
 from labkit.train.inputs import channel_statistics, datasets, split_sizes, training_images
+from labkit.train.config import check
 from labkit.train.model import build_training_model, compile_model, set_precision, val_accuracy_key
+from labkit.train.network import Network, choose_network
+from labkit.train.recipe import as_recipe_function, profile_recipe
+from labkit.train.recipe import fingerprint as recipe_fingerprint
 from labkit.train.records import Run, load_run, read_history, results, write_run
 
 
@@ -43,13 +47,13 @@ def _out_of_memory(cfg: TrainConfig, backup: Path) -> OutOfMemoryError:
 
 
 def _plan_budget(cfg: TrainConfig, path: Path, started: float, mean, variance, train_ds, index,
-                 resuming: bool) -> lkbudget.Budget:
+                 resuming: bool, network: Network, recipe_fn) -> lkbudget.Budget:
     """The epochs that fit ``cfg.budget_minutes``: from ``budget.json`` when resuming, else
     measured now on a throw-away copy of the model (so the real one starts untouched)."""
     if resuming and (kept := lkbudget.load(path)) is not None:
         return kept
-    probe, probe_inference, _, _ = build_training_model(cfg, mean, variance)
-    compile_model(probe, cfg, steps_per_epoch=1)
+    probe, probe_inference, _, _ = build_training_model(cfg, mean, variance, network)
+    compile_model(probe, cfg, steps_per_epoch=1, recipe_fn=recipe_fn)
     x, y = next(iter(train_ds))
     images = np.asarray(x)
     batch = images.shape[0]
@@ -74,16 +78,36 @@ def _plan_budget(cfg: TrainConfig, path: Path, started: float, mean, variance, t
     return plan
 
 
-def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None, batch_size=None,
-          out_dir=None, data_dir=None, overwrite: bool = False, verbose: int | str = "auto",
+def _recipe_tag(cfg: TrainConfig, recipe_fn, outputs: int) -> str | None:
+    """None when ``recipe_fn`` does what the profile's recipe for ``cfg`` does, else ``custom-<fingerprint>``."""
+    if recipe_fn is None:
+        return None
+    mine = recipe_fingerprint(recipe_fn)
+    monitor = "val_predictions_accuracy" if outputs > 1 else "val_accuracy"
+    return None if mine == recipe_fingerprint(profile_recipe(cfg, monitor)) else f"custom-{mine}"
+
+
+def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, epochs=None, image_size=None,
+          batch_size=None, out_dir=None, data_dir=None, overwrite: bool = False, verbose: int | str = "auto",
           callbacks=(), **settings) -> Run:
     """Train ``model`` on OxFlower17 with the active profile, evaluate it, write its run folder.
 
-    ``settings`` are ``TrainConfig`` fields (``optimizer``, ``learning_rate``, ``augmentation``,
-    ``seed``, ``partition``, ``model_options``, ``steps_per_epoch``, ``budget_minutes`` ...).
+    ``builder``: your own network for ``model`` (``labkit.train.network``): a function
+    ``builder(num_classes=, input_shape=, **model_options)`` that returns a ``keras.Model``. If it
+    is not finished, labkit's reference network is trained instead, and the output and the record
+    say so. ``recipe``: the optimizer, schedule and loss as Keras code, a function
+    ``recipe(epochs, steps_per_epoch)`` that returns a ``Recipe`` (``labkit.train.recipe``); default:
+    the profile's. ``settings`` are ``TrainConfig`` fields (``optimizer``, ``learning_rate``,
+    ``augmentation``, ``seed``, ``partition``, ``model_options``, ``steps_per_epoch``,
+    ``budget_minutes`` ...).
     """
     started = time.perf_counter()
-    cfg = make_config(model, profile, epochs=epochs, image_size=image_size, batch_size=batch_size, **settings)
+    cfg = make_config(model, profile, epochs=epochs, image_size=image_size, batch_size=batch_size,
+                      **{**settings, "recipe": "custom" if recipe is not None else None})
+    network = choose_network(cfg, builder)
+    recipe_fn = as_recipe_function(recipe) if recipe is not None else None
+    cfg = dataclasses.replace(cfg, network=network.tag, recipe=_recipe_tag(cfg, recipe_fn, network.outputs))
+    check(cfg)
     out = Path(out_dir) if out_dir else Path(lkdata.default_data_dir()).parent / "outputs" / run_name(cfg)
     results_path, history_path, backup = out / "results.json", out / "history.csv", out / "backup"
     budget_path = out / "budget.json"
@@ -110,8 +134,7 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
     if cfg.deterministic:
         backend.enable_determinism()
     index = lkdata.oxflower17_index(data_dir, cfg.partition)
-    aux = cfg.model == "googlenet" and cfg.model_options.get("aux_classifiers", False)
-    train_ds, val_ds, test_ds = datasets(cfg, data_dir, outputs=3 if aux else 1)
+    train_ds, val_ds, test_ds = datasets(cfg, data_dir, outputs=network.outputs)
     mean, variance = channel_statistics(lkdata.oxflower17(cfg.train_split, cfg.image_size, cfg.batch_size,
                                                           data_dir=data_dir, partition=cfg.partition, shuffle=False,
                                                           classes=cfg.classes, images_per_class=cfg.images_per_class))
@@ -122,12 +145,13 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
     plan, run_cfg = None, cfg
     try:
         if cfg.budget_minutes and cfg.steps_per_epoch is None:
-            plan = _plan_budget(cfg, budget_path, started, mean, variance, train_ds, index, resuming)
+            plan = _plan_budget(cfg, budget_path, started, mean, variance, train_ds, index, resuming,
+                                network, recipe_fn)
             print(f"[labkit.train] {plan.describe()}", flush=True)
             run_cfg = dataclasses.replace(cfg, epochs=plan.epochs)  # the schedule spans the chosen length
         with backend.distribution_scope():
-            model, inference, net, start = build_training_model(run_cfg, mean, variance)
-            compile_model(model, run_cfg, steps)
+            model, inference, net, start = build_training_model(run_cfg, mean, variance, network)
+            made = compile_model(model, run_cfg, steps, recipe_fn)
         monitor = val_accuracy_key(model) if val_ds is not None else None
         earlier = read_history(history_path) if resuming else pd.DataFrame()
         # after a resume, only an epoch better than every earlier one may replace best.weights.h5
@@ -135,12 +159,13 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
                        and (out / "best.weights.h5").is_file() else None)
         cbs = [
             EpochTimer(cfg.batch_size),
+            *made.callbacks,  # before the backup, so that what they change (the learning rate) is saved
             # the backup outlives fit(): it is removed only once results.json exists, so a crash
             # during evaluation or saving never throws the finished training away
             keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
             # with ema: validation, the best checkpoint and the final model use the averaged weights;
             # the backup above (saved before the swap) keeps the raw ones and the average alike
-            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []),
+            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if made.uses_ema else []),
             # without validation (trainval) the final weights are the model: nothing to choose from
             *([keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor=monitor, mode="max",
                                                save_best_only=True, save_weights_only=True,
@@ -149,9 +174,6 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
             keras.callbacks.TerminateOnNaN(),
             *callbacks,
         ]
-        if cfg.optimizer == "sgd":
-            cbs.insert(1, keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.1,
-                                                            patience=cfg.plateau_patience, min_lr=1e-5))
         if resuming:
             print(f"[labkit.train] resuming from the last completed epoch in {backup} "
                   "(training that already finished is not repeated)")
@@ -177,7 +199,8 @@ def train(model: str = "resnet18", *, profile=None, epochs=None, image_size=None
                      test_top1_10crop=ten_crop.top1, precision=precision, jit_compile=bool(model.jit_compile),
                      budget=plan.as_dict() if plan else None,
                      pipeline="numpy" if isinstance(train_ds, lkdata.ArrayBatches) else "tf.data",
-                     decoder=default_decoder(), start=start,
+                     decoder=default_decoder(), start=start, network=network.record(),
+                     recipe=made.describe(),
                      wall_seconds=time.perf_counter() - started)
     write_run(out, record, inference, net, history, evaluation,
               title=f"{cfg.model}, {cfg.profile} profile, {cfg.image_size} px")

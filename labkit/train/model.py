@@ -1,4 +1,4 @@
-"""The model a run trains, and its recipe: optimizer, learning-rate schedule, loss, metrics.
+"""The model a run trains, and how it is compiled with its recipe (``labkit.train.recipe``).
 
 Two models share one architecture and its weights:
 
@@ -15,8 +15,10 @@ import keras
 from labkit import backend
 from labkit import data as lkdata
 from labkit import models as lkmodels
-from labkit.models.googlenet import AUX_LOSS_WEIGHT
 from labkit.train.config import TrainConfig
+from labkit.train.network import Network
+from labkit.train.recipe import Recipe, profile_recipe
+from labkit.train.recipe import make as make_recipe
 
 
 def set_precision(cfg: TrainConfig) -> str:
@@ -79,16 +81,17 @@ def start_from(cfg: TrainConfig, net) -> tuple[keras.layers.Layer | None, dict |
     return normalize, record
 
 
-def build_training_model(cfg: TrainConfig, mean, variance):
+def build_training_model(cfg: TrainConfig, mean, variance, network: Network | None = None):
     """Returns ``(training_model, inference_model, architecture, start)`` (see the module's
     docstring); ``start`` says which weights the run started from and what it froze (None for a
-    run from scratch)."""
+    run from scratch). ``network`` (``labkit.train.network.choose_network``) builds the
+    architecture; by default labkit's ``cfg.model``. Several outputs are named ``predictions``
+    (the first, the main one), ``aux1``, ``aux2`` ..."""
     from labkit.augment import keras_augmentation
 
     # ImageNet weights for the whole backbone load while building; only a partial copy needs a second network
     whole_imagenet = cfg.weights == "imagenet" and cfg.transfer_layers is None
-    net = lkmodels.build(cfg.model, num_classes=cfg.num_classes, input_shape=(cfg.image_size, cfg.image_size, 3),
-                         weights="imagenet" if whole_imagenet else None, **cfg.model_options)
+    net = (network or Network(cfg.model)).build(cfg, weights="imagenet" if whole_imagenet else None)
     shape = (cfg.image_size, cfg.image_size, 3)
     normalize, start = start_from(cfg, net)
     normalize = normalize or keras.layers.Normalization(mean=mean, variance=variance, name="normalize")
@@ -98,74 +101,50 @@ def build_training_model(cfg: TrainConfig, mean, variance):
     augmentation = keras_augmentation(cfg.augmentation, seed=cfg.seed)
     if augmentation is not None:
         x = augmentation(x)
+    # under mixed precision, a network written without it in mind ends in a float16 softmax:
+    # losses and metrics get float32 (labkit's own networks compute their softmax in float32)
+    cast = any(str(t.dtype) != "float32" for t in net.outputs)
     outputs = net(normalize(x))
-    if len(net.outputs) > 1:  # keep the heads' names (predictions, aux1, aux2) for losses and metrics
-        outputs = [keras.layers.Identity(name=n)(o) for n, o in zip(net.output_names, outputs)]
+    if len(net.outputs) > 1:  # the heads' names for losses and metrics
+        names = ["predictions"] + [f"aux{i}" for i in range(1, len(outputs))]
+        outputs = [keras.layers.Activation("linear", dtype="float32", name=n)(o) if cast
+                   else keras.layers.Identity(name=n)(o) for n, o in zip(names, outputs)]
+    elif cast:
+        outputs = keras.layers.Activation("linear", dtype="float32", name="predictions")(outputs)
     training = keras.Model(raw, outputs, name=f"{net.name}_training")
 
     image = keras.Input(shape, name="image")
     main = net(normalize(image))
-    inference = keras.Model(image, main[0] if isinstance(main, (list, tuple)) else main, name=net.name)
+    main = main[0] if isinstance(main, (list, tuple)) else main
+    if cast:
+        main = keras.layers.Activation("linear", dtype="float32", name="predictions")(main)
+    inference = keras.Model(image, main, name=net.name)
     return training, inference, net, start
 
 
-def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
-    """SGD with momentum and weight decay (the papers), or AdamW with linear warm-up and cosine
-    decay over ``cfg.epochs`` (so a budget that shortens the run shortens the schedule too)."""
-    # ema: Polyak averaging of the weights (Polyak & Juditsky 1992), kept by the optimizer
-    ema = dict(use_ema=cfg.ema, ema_momentum=cfg.ema_momentum)
-    if cfg.optimizer == "sgd":
-        # Keras applies the decay decoupled: w -= lr * wd * w each step (SGD: same as L2 / 2)
-        return keras.optimizers.SGD(cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **ema)
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warmup = min(total - 1, cfg.warmup_epochs * steps_per_epoch)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else cfg.learning_rate, decay_steps=max(1, total - warmup),
-        warmup_target=cfg.learning_rate if warmup else None, warmup_steps=warmup)
-    return keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay, **ema)
-
-
-@keras.saving.register_keras_serializable(package="labkit")
-class SmoothedSparseCrossentropy(keras.losses.Loss):
-    """Cross-entropy against label-smoothed targets (Szegedy et al. 2016, Inception v3), taking
-    integer labels like the rest of labkit: the true class gets 1 - eps + eps/K, the others eps/K."""
-
-    def __init__(self, num_classes: int, label_smoothing: float = 0.1, name="smoothed_crossentropy", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.num_classes, self.label_smoothing = num_classes, label_smoothing
-
-    def call(self, y_true, y_pred):
-        y = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), self.num_classes)
-        return keras.losses.categorical_crossentropy(y, y_pred, label_smoothing=self.label_smoothing)
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "label_smoothing": self.label_smoothing}
-
-
-def loss_and_metrics(cfg: TrainConfig):
+def _metrics(cfg: TrainConfig) -> list:
     if cfg.mixing != "none":  # mixed (soft) labels: training accuracy counts the larger share as right
-        return (keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-                [keras.metrics.CategoricalAccuracy(name="accuracy"),
-                 keras.metrics.TopKCategoricalAccuracy(5, name="top5")])
-    loss = (SmoothedSparseCrossentropy(cfg.num_classes, cfg.label_smoothing) if cfg.label_smoothing > 0
-            else keras.losses.SparseCategoricalCrossentropy())
-    return loss, [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                  keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]
+        return [keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.TopKCategoricalAccuracy(5, name="top5")]
+    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]
 
 
-def compile_model(model, cfg: TrainConfig, steps_per_epoch: int) -> None:
-    """Compile with the recipe; GoogLeNet's auxiliary heads add their losses with
-    ``AUX_LOSS_WEIGHT`` (0.3, GoogLeNet section 5), in training only."""
+def compile_model(model, cfg: TrainConfig, steps_per_epoch: int, recipe_fn=None) -> Recipe:
+    """Compile with ``recipe_fn(cfg.epochs, steps_per_epoch)`` (default: ``profile_recipe(cfg)``)
+    and return that ``Recipe`` (its callbacks go to ``fit``). A network with auxiliary heads
+    (GoogLeNet) adds their losses with the recipe's ``aux_loss_weight``, in training only."""
     outputs = list(model.output_names)
-    loss, metrics = loss_and_metrics(cfg)
-    common = dict(optimizer=make_optimizer(cfg, steps_per_epoch), jit_compile=backend.jit_compile(cfg.jit_compile),
+    recipe_fn = recipe_fn or profile_recipe(cfg, val_accuracy_key(model))
+    recipe = make_recipe(recipe_fn, cfg.epochs, steps_per_epoch)
+    common = dict(optimizer=recipe.optimizer, jit_compile=backend.jit_compile(cfg.jit_compile),
                   steps_per_execution=cfg.steps_per_execution)
     if len(outputs) > 1:  # GoogLeNet: main + auxiliary heads
-        model.compile(loss={n: loss for n in outputs},
-                      loss_weights={n: (1.0 if n == "predictions" else AUX_LOSS_WEIGHT) for n in outputs},
-                      metrics={"predictions": metrics}, **common)
+        model.compile(loss={n: recipe.loss for n in outputs},
+                      loss_weights={n: (1.0 if n == "predictions" else recipe.aux_loss_weight) for n in outputs},
+                      metrics={"predictions": _metrics(cfg)}, **common)
     else:
-        model.compile(loss=loss, metrics=metrics, **common)
+        model.compile(loss=recipe.loss, metrics=_metrics(cfg), **common)
+    return recipe
 
 
 def val_accuracy_key(model) -> str:

@@ -32,6 +32,54 @@ class Run:
     model: object = None
     evaluation: object = None
 
+    @property
+    def network(self) -> dict:
+        """Whose network the run trained: ``source`` "own" (``train(builder=...)``) or "labkit",
+        the builder's name, and a ``note`` when a builder was given but labkit's was trained."""
+        return {"source": "labkit", "builder": None, "fingerprint": None, "note": None,
+                **(self.results.get("network") or {})}
+
+    def summary(self) -> str:
+        """What a lab prints after training: the network, the recipe, the time, the accuracies."""
+        r, network = self.results, self.network
+        if network["source"] == "own":
+            whose = f"yours ({network['builder']})"
+        else:
+            whose = f"labkit's reference {r['model']}" + (f" -- NOT YOURS: {network['note']}" if network["note"] else "")
+        speed = f" ({r['train_images_per_second']:.0f} images/s)" if r.get("train_images_per_second") else ""
+        lines = [f"network : {whose}", f"recipe  : {_recipe_text(r)}",
+                 f"training: {r['model']} at {r['image_size']} px, {r['profile']} profile, {r['epochs_run']} epochs "
+                 f"in {r['training_seconds']:.0f} s{speed}"]
+        if r.get("best_val_accuracy") is not None:
+            lines.append(f"best validation accuracy {r['best_val_accuracy']:.1%} (epoch {r['best_epoch']})")
+        lines += [f"test accuracy: top-1 {r['test_top1']:.1%}, top-5 {r['test_top5']:.1%}  ({r['split_name']})",
+                  f"run record: {self.out_dir}"]
+        return "\n".join(lines)
+
+
+def _recipe_text(record: dict) -> str:
+    """One line for the recipe: the optimizer and its settings, the loss, the callbacks."""
+    recipe = record.get("recipe")
+    if not recipe:  # a record from before recipes were recorded: its config says it
+        c = record.get("config", {})
+        return f"{c.get('optimizer')}, learning rate {c.get('learning_rate')}, weight averaging {c.get('ema')}"
+    opt = recipe["optimizer"]["config"]
+    rate = opt.get("learning_rate")
+    if isinstance(rate, dict):  # a schedule
+        inner = rate.get("config", {})
+        peak = inner.get("warmup_target") or inner.get("initial_learning_rate")
+        rate = f"{rate.get('class_name')} to {peak}"
+    parts = [f"{recipe['optimizer']['class_name']} (learning rate {rate}"]
+    parts += [f"{k.replace('_', ' ')} {opt[k]}" for k in ("momentum", "weight_decay") if opt.get(k)]
+    parts[-1] += ")"
+    loss = recipe["loss"]
+    loss_name = loss.get("class_name") if isinstance(loss, dict) else loss
+    smoothing = loss.get("config", {}).get("label_smoothing") if isinstance(loss, dict) else None
+    text = ", ".join(parts) + f"; loss {loss_name}" + (f" (label smoothing {smoothing})" if smoothing else "")
+    if opt.get("use_ema"):
+        text += f"; weight averaging {opt.get('ema_momentum')}"
+    return text + "".join(f"; {c['class_name']}" for c in recipe.get("callbacks", []))
+
 
 def read_history(path: Path) -> pd.DataFrame:
     if not path.is_file():
