@@ -63,13 +63,17 @@ def graded_notebooks(folder: str | os.PathLike | None = None) -> list[Path]:
 
 
 def questions(master: str | os.PathLike) -> list[dict]:
-    """``[{"name", "points"}]`` of a master notebook's questions, in order."""
+    """``[{"name", "points", "answered"}]`` of a master notebook's questions, in order;
+    ``answered``: the student writes an answer (a solution cell), or only a run is checked."""
     nb = nbformat.read(master, as_version=4)
     found = []
     for cell in nb.cells:
         if _raw_head(cell) == "# BEGIN QUESTION":
             config = yaml.safe_load(cell.source.split("\n", 1)[1]) or {}
-            found.append({"name": str(config["name"]), "points": float(config.get("points", 1))})
+            found.append({"name": str(config["name"]), "points": float(config.get("points", 1)), "answered": False})
+        elif found and (_raw_head(cell) == "# BEGIN SOLUTION" or "# SOLUTION" in cell.source
+                        or "# BEGIN SOLUTION" in cell.source) and cell.cell_type != "markdown":
+            found[-1]["answered"] = True
     return found
 
 

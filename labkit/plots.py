@@ -211,8 +211,9 @@ def _all_layers(model):
             yield layer
 
 
-def feature_maps(model, layer_name: str, image, max_maps: int = 32, columns: int = 8):
-    """What one layer sees in one image: its first ``max_maps`` feature maps.
+def feature_maps(model, layer_name: str | None, image, max_maps: int = 32, columns: int = 8):
+    """What one layer sees in one image: its first ``max_maps`` feature maps. ``layer_name=None``:
+    the first convolution (whatever a network you wrote named it).
 
     ``model`` is an architecture, or a training model that wraps one (input -> augmentation ->
     normalisation -> architecture): the image then goes through the wrapper's layers first.
@@ -220,6 +221,8 @@ def feature_maps(model, layer_name: str, image, max_maps: int = 32, columns: int
     import keras
 
     plt = _plt()
+    if layer_name is None:
+        layer_name = next(l for l in _all_layers(model) if isinstance(l, keras.layers.Conv2D)).name
     x = np.asarray(image, dtype=np.float32)[None]
     net = model
     if layer_name not in [l.name for l in model.layers]:
