@@ -4,11 +4,13 @@ operations and memory per layer, and the arithmetic behind them.
 Conventions, as in the slides:
 * ``params``: trainable weights and biases (batch norm's moving statistics are counted apart,
   in ``non_trainable``).
-* ``ops``: multiply-accumulates of the layers that have weights, bias additions included:
-  a convolution does ``params x output positions`` (AlexNet conv1: 34,944 x 55 x 55 =
-  105,705,600), a fully connected layer ``params`` (fc6: 37,752,832). Pooling, activations
-  and normalisation count 0. LeNet's trainable subsampling counts ``outputs x (window + 1)``,
-  LeCun's "connections".
+* ``ops``: operations, as deck 003's AlexNet (CaffeNet), VGG-16 and LeNet-5 tables count them.
+  A layer with weights does its multiply-accumulates, bias additions included: a convolution
+  ``params x output positions`` (AlexNet conv1: 34,944 x 55 x 55 = 105,705,600), a fully
+  connected layer ``params`` (fc6: 37,752,832). A pooling layer does one operation per *input*
+  value (pool1: 55 x 55 x 96 = 290,400), a normalisation (LRN, batch norm) and a softmax one per
+  output value (norm1: 27 x 27 x 96 = 69,984; softmax: 1,000). ReLU, dropout, flatten and padding
+  count 0. LeNet's trainable subsampling counts ``outputs x (window + 1)``, LeCun's "connections".
 * ``activations``: values a layer stores per image; ``memory_bytes`` = activations x bytes per
   value (4 for float32). Each tensor is counted once: layers that apply an element-wise function
   to, or reshape, their input (ReLU, Activation, Dropout, Flatten) are taken as in place and
@@ -89,18 +91,30 @@ def _shape_of(tensor) -> tuple:
     return tuple(int(d) for d in tensor.shape[1:])
 
 
+POOLING = ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D")
+NORMALISATION = ("LocalResponseNormalization", "BatchNormalization")
+
+
+def _is_softmax(layer) -> bool:
+    return type(layer).__name__ == "Softmax" or getattr(getattr(layer, "activation", None), "__name__", "") == "softmax"
+
+
 def _layer_ops(layer, out_shape: tuple, params: int) -> int:
     import keras
 
     from labkit.models.layers import PartialConv2D, Subsampling
 
     positions = math.prod(out_shape[:-1]) if len(out_shape) > 1 else 1
-    if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, PartialConv2D)):
-        return positions * params
-    if isinstance(layer, keras.layers.Dense):
-        return positions * params
+    kind = type(layer).__name__
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, PartialConv2D, keras.layers.Dense)):
+        # a Dense(..., activation="softmax") also does the softmax
+        return positions * params + (math.prod(out_shape) if _is_softmax(layer) else 0)
     if isinstance(layer, Subsampling):
         return math.prod(out_shape) * (layer.pool_size ** 2 + 1)
+    if kind in POOLING:
+        return math.prod(_shape_of(layer.input))
+    if kind in NORMALISATION or _is_softmax(layer):
+        return math.prod(out_shape)
     return 0
 
 
@@ -131,6 +145,21 @@ def layer_table(model, bytes_per_value: int = BYTES_PER_VALUE, totals: bool = Tr
         df = pd.concat([df, pd.DataFrame([{"layer": "TOTAL", "type": "", "output_shape": "", **total}])],
                        ignore_index=True)
     return df
+
+
+def slide_table(model) -> pd.DataFrame:
+    """The model as deck 003 tabulates AlexNet, VGG-16 and LeNet-5: one row per layer that the
+    slides list (the input, and every layer with parameters or operations: convolutions, pools,
+    normalisations, fully connected layers, softmax; not ReLU, dropout, flatten or padding), with
+    ``parameters``, ``operations`` and ``volume`` (the output, ``55x55x96`` or ``4,096``)."""
+    table = layer_table(model, totals=False)
+    rows = table[(table["type"] == "InputLayer") | (table["params"] > 0) | (table["ops"] > 0)]
+
+    def volume(shape):
+        return f"{shape[0]:,}" if len(shape) == 1 else "x".join(str(d) for d in shape)
+
+    return pd.DataFrame({"layer": rows["layer"].values, "parameters": rows["params"].values,
+                         "operations": rows["ops"].values, "volume": [volume(s) for s in rows["output_shape"]]})
 
 
 def memory_estimate(model, batch_size: int = 1, optimizer: str = "sgd-momentum",
@@ -170,7 +199,7 @@ def summarize(model) -> pd.Series:
 def format_table(df: pd.DataFrame) -> pd.DataFrame:
     """The table with thousands separators and memory in KiB, for display."""
     out = df.copy()
-    for c in ("activations", "params", "non_trainable", "ops"):
+    for c in ("activations", "params", "non_trainable", "ops", "parameters", "operations"):
         if c in out:
             out[c] = out[c].map(lambda v: f"{int(v):,}")
     if "memory_bytes" in out:

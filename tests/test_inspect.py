@@ -30,7 +30,7 @@ def test_alexnet_layer_table_reproduces_the_slides():
     assert row.loc["conv1", "params"] == 34_944 and row.loc["conv1", "ops"] == 105_705_600
     assert row.loc["fc6", "params"] == 37_752_832 and row.loc["fc6", "ops"] == 37_752_832
     assert row.loc["conv2", "params"] == 614_656 and row.loc["conv2", "ops"] == 614_656 * 27 * 27
-    assert row.loc["pool1", "params"] == 0 and row.loc["pool1", "ops"] == 0
+    assert row.loc["pool1", "params"] == 0 and row.loc["pool1", "ops"] == 55 * 55 * 96  # one per input value
     assert row.loc["conv1", "memory_bytes"] == 55 * 55 * 96 * 4
     assert row.loc["TOTAL", "params"] == 62_378_344
     assert row.loc["TOTAL", "ops"] == table["ops"].iloc[:-1].sum()
@@ -72,3 +72,34 @@ def test_receptive_field_and_stacked_convolutions():
     assert list(table["nonlinearities"]) == [3, 1]
     symbolic = inspect.stacked_vs_single()
     assert list(symbolic["weights"]) == ["27C²", "49C²"]
+
+
+# deck 003's tables, as printed on the slides: (parameters, operations, volume) per listed layer
+ALEXNET_SLIDE = [(0, 0, "227x227x3"), (34_944, 105_705_600, "55x55x96"), (0, 290_400, "27x27x96"),
+                 (0, 69_984, "27x27x96"), (614_656, 448_084_224, "27x27x256"), (0, 186_624, "13x13x256"),
+                 (0, 43_264, "13x13x256"), (885_120, 149_585_280, "13x13x384"), (1_327_488, 224_345_472, "13x13x384"),
+                 (884_992, 149_563_648, "13x13x256"), (0, 43_264, "6x6x256"), (37_752_832, 37_752_832, "4,096"),
+                 (16_781_312, 16_781_312, "4,096"), (4_097_000, 4_097_000, "1,000"), (0, 1_000, "1,000")]
+LENET_SLIDE = [(0, 0, "32x32x1"), (156, 122_304, "28x28x6"), (0, 4_704, "14x14x6"), (2_416, 241_600, "10x10x16"),
+               (0, 1_600, "5x5x16"), (48_120, 48_120, "1x1x120"), (10_164, 10_164, "84"), (850, 850, "10"),
+               (0, 10, "10")]
+# conv1_1's operations are printed "89,915,390" on the slide: 224 x 224 x 64 x (27 + 1) = 89,915,392
+VGG16_SLIDE = [(0, 0, "224x224x3"), (1_792, 89_915_392, "224x224x64"), (36_928, 1_852_899_328, "224x224x64"),
+               (0, 3_211_264, "112x112x64"), (73_856, 926_449_664, "112x112x128"),
+               (147_584, 1_851_293_696, "112x112x128"), (0, 1_605_632, "56x56x128"),
+               (295_168, 925_646_848, "56x56x256"), (590_080, 1_850_490_880, "56x56x256"),
+               (590_080, 1_850_490_880, "56x56x256"), (0, 802_816, "28x28x256"),
+               (1_180_160, 925_245_440, "28x28x512"), (2_359_808, 1_850_089_472, "28x28x512"),
+               (2_359_808, 1_850_089_472, "28x28x512"), (0, 401_408, "14x14x512"),
+               (2_359_808, 462_522_368, "14x14x512"), (2_359_808, 462_522_368, "14x14x512"),
+               (2_359_808, 462_522_368, "14x14x512"), (0, 100_352, "7x7x512"), (102_764_544, 102_764_544, "4,096"),
+               (16_781_312, 16_781_312, "4,096"), (4_097_000, 4_097_000, "1,000"), (0, 1_000, "1,000")]
+
+
+@pytest.mark.parametrize("name, options, expected", [
+    ("alexnet", {"num_classes": 1000}, ALEXNET_SLIDE),
+    ("lenet5", {"num_classes": 10, "form": "modern"}, LENET_SLIDE),
+    ("vgg16", {"num_classes": 1000}, VGG16_SLIDE)], ids=["alexnet", "lenet5", "vgg16"])
+def test_slide_table_reproduces_deck_003(name, options, expected):
+    table = inspect.slide_table(models.build(name, **options))
+    assert list(zip(table["parameters"], table["operations"], table["volume"])) == expected
