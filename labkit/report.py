@@ -64,6 +64,35 @@ def format_report(table: pd.DataFrame) -> pd.DataFrame:
 LAB_RUNS = [("alexnet", {}), ("vgg11", {}), ("googlenet", {"aux_classifiers": True}), ("resnet18", {})]
 
 
+def lab_runs(profile=None, runs=None, log=print) -> dict:
+    """The four architecture labs' runs (``LAB_RUNS``) in ``profile``, as ``{model: run folder}``:
+    for each, the latest finished run from scratch on all 17 classes at the profile's image size,
+    whether it trained the student's network (labs 02-05) or labkit's. A lab not run yet is
+    trained now, with labkit's reference network and the profile's recipe."""
+    from labkit import train as lktrain
+    from labkit.profiles import get_profile
+
+    prof = get_profile(profile)
+    records = collect(runs)
+    found = {}
+    for model, options in LAB_RUNS:
+        cfg = lktrain.make_config(model, prof, model_options=options)
+        mine = records[(records["model"] == model) & (records["profile"] == prof.name)
+                       & (records["image_size"] == cfg.image_size)] if not records.empty else records
+        mine = mine[[is_from_scratch(r) and _config(r).get("train_split", "train") == "train"
+                     and (r.get("model_options") or {}) == options for _, r in mine.iterrows()]] if len(mine) else mine
+        if len(mine):
+            row = mine.sort_values("finished").iloc[-1]
+            found[model] = Path(row["run"])
+            log(f"{model:10s} {_network(row):6s} network, test top-1 {row['test_top1']:.1%}   record: {found[model].name}")
+        else:
+            run = lktrain.train(model, profile=prof.name, model_options=options, verbose=0)
+            found[model] = run.out_dir
+            log(f"{model:10s} labkit network (trained now), test top-1 {run.results['test_top1']:.1%}   "
+                f"record: {run.out_dir.name}")
+    return found
+
+
 def _config(row) -> dict:
     config = row.get("config")
     return config if isinstance(config, dict) else {}
@@ -93,12 +122,19 @@ def start_label(row) -> str:
         ", BN frozen" if _config(row).get("freeze_batch_norm") else "")
 
 
+def _network(row) -> str:
+    """"yours" for a run of a network the student wrote (``train(builder=...)``), else "labkit"."""
+    network = row.get("network")
+    return "yours" if isinstance(network, dict) and network.get("source") == "own" else "labkit"
+
+
 def architecture_table(profile=None, runs=None) -> pd.DataFrame:
     """Every architecture the kit builds (LeNet-5 aside: it reads 32x32 digits), at the input
     size the profile trains it with: parameters, operations, activation memory; joined with the
     latest run record of the same model and profile trained from scratch on all 17 classes,
     preferring one trained at that size and leaving out runs fitted on train + val (training
-    images/s, seconds per epoch, test accuracy). Models without a record show blanks. Below
+    images/s, seconds per epoch, test accuracy; ``network``: "yours" when the run trained the
+    student's own network, else "labkit"). Models without a record show blanks. Below
     them, one row per run that started from trained weights (``start``: ImageNet or another
     run) on the same 17-class task, so that transfer stands beside training from scratch; runs
     on other tasks (lab 08's class subsets) are not comparable and stay out."""
@@ -132,7 +168,7 @@ def architecture_table(profile=None, runs=None) -> pd.DataFrame:
             mine = mine[mine["image_size"] == size]  # the lab's own run, not an experiment at another size
         if len(mine):
             r = mine.iloc[-1]
-            row.update(train_images_per_second=r.get("train_images_per_second"),
+            row.update(network=_network(r), train_images_per_second=r.get("train_images_per_second"),
                        seconds_per_epoch=r["training_seconds"] / max(r["epochs_run"], 1),
                        epochs_run=r["epochs_run"], test_top1=r["test_top1"],
                        test_top1_10crop=r.get("test_top1_10crop"), trained_at=r["image_size"])
@@ -147,5 +183,6 @@ def architecture_table(profile=None, runs=None) -> pd.DataFrame:
                      "activation_mb": float(totals["activation_memory_mb"]),
                      "train_images_per_second": r.get("train_images_per_second"),
                      "seconds_per_epoch": r["training_seconds"] / max(r["epochs_run"], 1), "epochs_run": r["epochs_run"],
-                     "test_top1": r["test_top1"], "test_top1_10crop": r.get("test_top1_10crop"), "trained_at": size})
+                     "test_top1": r["test_top1"], "test_top1_10crop": r.get("test_top1_10crop"), "trained_at": size,
+                     "network": _network(r)})
     return pd.DataFrame(rows)
