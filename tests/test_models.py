@@ -242,3 +242,20 @@ def test_models_with_custom_layers_save_and_load(tmp_path):
     alex = models.build("alexnet", num_classes=17, input_shape=(67, 67, 3))
     alex.save(tmp_path / "alex.keras")
     assert isinstance(keras.models.load_model(tmp_path / "alex.keras").get_layer("norm1"), LocalResponseNormalization)
+
+
+@pytest.mark.parametrize("depth, residual, params", [(20, True, 272_474), (56, True, 855_770),
+                                                     (20, False, 269_722), (56, False, 853_018)])
+def test_cifar_networks_of_the_degradation_experiment(depth, residual, params):
+    """He et al. 2016, section 4.2: 6n + 2 weight layers; ResNet-20 0.27 M and ResNet-56 0.85 M
+    parameters with option A shortcuts, a few thousand more with labkit's projections (option B)."""
+    net = models.build("cifar_resnet", num_classes=10, input_shape=(32, 32, 3), depth=depth, residual=residual)
+    assert models.count_trainable(net) == params
+    weighted = [l for l in net.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))
+                and not l.name.endswith("_0_conv")]  # the projection shortcuts are not counted as layers
+    assert len(weighted) == depth
+    adds = [l for l in net.layers if isinstance(l, keras.layers.Add)]
+    assert len(adds) == (3 * (depth - 2) // 6 if residual else 0)
+    assert tuple(net.get_layer("avg_pool").input.shape[1:]) == (8, 8, 64)
+    with pytest.raises(ValueError):
+        models.build("cifar_resnet", depth=21)

@@ -11,6 +11,8 @@ Options each family takes (passed through ``build``):
     vgg*       batch_norm=False, config= (e.g. "A-LRN" for vgg11, "C" for vgg16), dropout=0.5
     googlenet  aux_classifiers=False, batch_norm=False, lrn=True, dropout=0.4
     resnet*    version=1 | 2
+    cifarresnet  depth=20 (6n + 2), residual=True (False: the plain network), for the
+               degradation experiment (He et al. 2016, section 4.2)
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import functools
 import keras
 
 from labkit.models import alexnet as _alexnet
+from labkit.models import cifar_resnet as _cifar_resnet
 from labkit.models import googlenet as _googlenet
 from labkit.models import lenet as _lenet
 from labkit.models import pretrained
@@ -53,7 +56,10 @@ REGISTRY = {
     **{name: (_vgg_builder(name), (224, 224, 3), _vgg.MIN_INPUT_SIZE) for name in _VGG_CONFIG},
     "googlenet": (_googlenet.googlenet, (224, 224, 3), _googlenet.MIN_INPUT_SIZE),
     **{f"resnet{d}": (_resnet_builder(d), (224, 224, 3), _resnet.MIN_INPUT_SIZE) for d in _resnet.DEPTHS},
+    "cifarresnet": (_cifar_resnet.cifar_resnet, (32, 32, 3), _cifar_resnet.MIN_INPUT_SIZE),
 }
+# built for one experiment (lab 05's degradation), not one of the course's ImageNet architectures
+EXPERIMENT_ONLY = ("cifarresnet",)
 
 
 def available() -> list[str]:
