@@ -203,3 +203,43 @@ def versions() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return found
+
+
+def loss_gradients(model, loss_fn, inputs, targets) -> list:
+    """The gradient of ``loss_fn(targets, model(inputs, training=True))`` with respect to each of
+    ``model.trainable_variables``, as NumPy arrays, on whichever backend Keras runs. Variables are
+    left as they were (batch norm's moving statistics included)."""
+    import numpy as np
+
+    variables = model.trainable_variables
+    saved = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn(targets, model(inputs, training=True))
+        grads = tape.gradient(loss, [v.value for v in variables])
+    elif backend == "jax":
+        import jax
+
+        frozen = [v.value for v in model.non_trainable_variables]
+
+        def compute(values):
+            predictions, _ = model.stateless_call(values, frozen, inputs, training=True)
+            return loss_fn(targets, predictions)
+
+        grads = jax.grad(compute)([v.value for v in variables])
+    elif backend == "torch":
+        import torch
+
+        tensors = [v.value for v in variables]
+        with torch.enable_grad():
+            loss = loss_fn(targets, model(inputs, training=True))
+            grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+    else:
+        raise NotImplementedError(f"gradients on the {backend} backend")
+    for variable, value in zip(model.non_trainable_variables, saved):
+        variable.assign(value)
+    return [np.zeros(tuple(v.shape), "float32") if g is None else keras.ops.convert_to_numpy(g)
+            for v, g in zip(variables, grads)]

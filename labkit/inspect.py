@@ -11,6 +11,8 @@ Conventions, as in the slides:
   value (pool1: 55 x 55 x 96 = 290,400), a normalisation (LRN, batch norm) and a softmax one per
   output value (norm1: 27 x 27 x 96 = 69,984; softmax: 1,000). ReLU, dropout, flatten and padding
   count 0. LeNet's trainable subsampling counts ``outputs x (window + 1)``, LeCun's "connections".
+* ``macs``: the kernel's multiply-accumulates alone, without biases or any other layer: what
+  the papers report as "FLOPs" (ResNet-50: 3.86 G; Table 1 of He et al. prints 3.8).
 * ``activations``: values a layer stores per image; ``memory_bytes`` = activations x bytes per
   value (4 for float32). Each tensor is counted once: layers that apply an element-wise function
   to, or reshape, their input (ReLU, Activation, Dropout, Flatten) are taken as in place and
@@ -118,9 +120,19 @@ def _layer_ops(layer, out_shape: tuple, params: int) -> int:
     return 0
 
 
+def _layer_macs(layer, out_shape: tuple) -> int:
+    """Multiply-accumulates of the kernel alone (no bias, no other layer): what papers report
+    as a network's "FLOPs" (ResNet's Table 1)."""
+    kernel = getattr(layer, "kernel", None)
+    if kernel is None or not hasattr(kernel, "shape"):
+        return 0
+    positions = math.prod(out_shape[:-1]) if len(out_shape) > 1 else 1
+    return positions * math.prod(kernel.shape)  # a depthwise kernel (k, k, C, m) too: k*k MACs per output
+
+
 def layer_table(model, bytes_per_value: int = BYTES_PER_VALUE, totals: bool = True) -> pd.DataFrame:
     """One row per layer: ``layer, type, output_shape, activations, memory_bytes, params,
-    non_trainable, ops``; with ``totals``, a last row ``TOTAL``. Per image (batch of 1)."""
+    non_trainable, ops, macs``; with ``totals``, a last row ``TOTAL``. Per image (batch of 1)."""
     rows = []
     for layer in model.layers:
         outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
@@ -138,10 +150,11 @@ def layer_table(model, bytes_per_value: int = BYTES_PER_VALUE, totals: bool = Tr
             "params": params,
             "non_trainable": frozen,
             "ops": _layer_ops(layer, shapes[0], params + 0),
+            "macs": _layer_macs(layer, shapes[0]),
         })
     df = pd.DataFrame(rows)
     if totals:
-        total = {c: int(df[c].sum()) for c in ("activations", "memory_bytes", "params", "non_trainable", "ops")}
+        total = {c: int(df[c].sum()) for c in ("activations", "memory_bytes", "params", "non_trainable", "ops", "macs")}
         df = pd.concat([df, pd.DataFrame([{"layer": "TOTAL", "type": "", "output_shape": "", **total}])],
                        ignore_index=True)
     return df
@@ -191,6 +204,7 @@ def summarize(model) -> pd.Series:
         "params": int(table["params"].sum()),
         "params_incl_bn_stats": int(table["params"].sum() + table["non_trainable"].sum()),
         "ops": int(table["ops"].sum()),
+        "macs": int(table["macs"].sum()),
         "activations": int(table["activations"].sum()),
         "activation_memory_mb": table["memory_bytes"].sum() / 2**20,
     }, name=model.name, dtype=object)  # object: counts stay exact integers
@@ -199,10 +213,37 @@ def summarize(model) -> pd.Series:
 def format_table(df: pd.DataFrame) -> pd.DataFrame:
     """The table with thousands separators and memory in KiB, for display."""
     out = df.copy()
-    for c in ("activations", "params", "non_trainable", "ops", "parameters", "operations"):
+    for c in ("activations", "params", "non_trainable", "ops", "macs", "parameters", "operations"):
         if c in out:
             out[c] = out[c].map(lambda v: f"{int(v):,}")
     if "memory_bytes" in out:
         out.insert(out.columns.get_loc("memory_bytes"), "memory_kib", (df["memory_bytes"] / 1024).round(1))
         out = out.drop(columns="memory_bytes")
     return out
+
+
+def _weight_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _weight_layers(layer)
+        elif type(layer).__name__ in ("Conv2D", "Dense", "DepthwiseConv2D"):
+            yield layer
+
+
+def gradient_norms(model, images, labels) -> pd.DataFrame:
+    """How strongly the loss pulls on each layer: for every convolution and fully connected layer,
+    in order (``depth`` 1 is the first), the L2 norm of the gradient of the cross-entropy on one
+    batch (``images``, integer ``labels``) with respect to its kernel, and the kernel's own norm.
+    Vanishing gradients show as norms that shrink towards the input. Any backend."""
+    import keras
+
+    from labkit import backend
+
+    grads = backend.loss_gradients(model, keras.losses.SparseCategoricalCrossentropy(), images, np.asarray(labels))
+    by_path = {v.path: g for v, g in zip(model.trainable_variables, grads)}
+    rows = []
+    for depth, layer in enumerate(_weight_layers(model), start=1):
+        kernel = layer.kernel
+        rows.append({"depth": depth, "layer": layer.name, "gradient_norm": float(np.linalg.norm(by_path[kernel.path])),
+                     "weight_norm": float(np.linalg.norm(keras.ops.convert_to_numpy(kernel)))})
+    return pd.DataFrame(rows)

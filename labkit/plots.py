@@ -289,6 +289,45 @@ def compare_curves(histories: dict, metric: str = "accuracy", title: str | None 
     return fig
 
 
+def degradation(histories: dict, metric: str = "accuracy", title: str | None = None):
+    """He et al.'s Figure 6 for our runs: plain networks on the left, residual ones on the right;
+    training ``metric`` dashed, validation solid, one colour per depth. ``histories`` maps
+    ``(residual, depth)`` to a run's history."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    depths = sorted({depth for _, depth in histories})
+    colours = dict(zip(depths, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for ax, residual in zip(axes, (False, True)):
+        for depth in depths:
+            h = histories.get((residual, depth))
+            if h is None:
+                continue
+            name = f"{'ResNet' if residual else 'plain'}-{depth}"
+            ax.plot(h["epoch"] + 1, h[metric], ls="--", color=colours[depth], label=f"{name}: training")
+            if f"val_{metric}" in h:
+                ax.plot(h["epoch"] + 1, h[f"val_{metric}"], color=colours[depth], label=f"{name}: validation")
+        ax.set_title("residual networks" if residual else "plain networks")
+        ax.set_xlabel("epoch"); ax.legend(fontsize=8)
+    axes[0].set_ylabel(metric); axes[0].set_ylim(0, 1.02)
+    fig.suptitle(title or "Deeper plain networks train worse; residual ones do not")
+    fig.tight_layout()
+    return fig
+
+
+def gradient_norms(tables: dict, title: str | None = None):
+    """Gradient norm per layer (``labkit.inspect.gradient_norms``), input side on the left, for
+    several networks (``tables`` maps a name to its table), on a log scale."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for name, table in tables.items():
+        ax.plot(table["depth"], table["gradient_norm"], marker=".", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (1 = next to the input)"); ax.set_ylabel("gradient norm of the kernel")
+    ax.set_title(title or "How strongly the loss pulls on each layer"); ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def accuracy_bubbles(table, x: str = "gmacs", y: str = "test_top1", size: str = "params", label: str = "model",
                      title: str | None = None):
     """The slides' ImageNet chart for our runs: accuracy against operations, bubble area

@@ -14,7 +14,7 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 
 # builders with their exact counts, augmentation, LRN, a smoke train interrupted and resumed,
-# XLA/jit for the gpu profile, the CLI, and one training notebook
+# XLA/jit for the gpu profile, the CLI, a network of one's own, gradients, and one training notebook
 JAX_SUBSET = [
     "tests/test_models.py",
     "tests/test_augment.py",
@@ -23,6 +23,8 @@ JAX_SUBSET = [
     "tests/test_train.py::test_gpu_profile_training_model_compiles_with_xla_and_no_fallback",
     "tests/test_train.py::test_cli_trains_end_to_end_in_smoke",
     "tests/test_train.py::test_ten_crops_are_corners_centre_and_mirrors",
+    "tests/test_own_network.py::test_own_network_and_recipe_train_record_and_rerun_without_retraining",
+    "tests/test_inspect.py::test_gradient_norms_match_the_analytic_gradient_and_leave_the_model_as_it_was",
     "notebooks/02_alexnet.ipynb",
 ]
 
@@ -36,7 +38,8 @@ def _env(**extra):
 # PyTorch: the training path (augmentation, an interrupted and resumed run, the gpu profile's step
 # under a real torch.compile), to keep CI under 20 minutes; the builders' counts, the CLI and a
 # notebook run under JAX, and every notebook passed under PyTorch by hand (README, Backends)
-TORCH_SUBSET = [t for t in JAX_SUBSET if t.startswith(("tests/test_augment.py", "tests/test_train.py"))
+TORCH_SUBSET = [t for t in JAX_SUBSET if t.startswith(("tests/test_augment.py", "tests/test_train.py",
+                                                        "tests/test_inspect.py::test_gradient_norms"))
                 and not t.endswith("test_cli_trains_end_to_end_in_smoke")]
 
 

@@ -103,3 +103,26 @@ VGG16_SLIDE = [(0, 0, "224x224x3"), (1_792, 89_915_392, "224x224x64"), (36_928, 
 def test_slide_table_reproduces_deck_003(name, options, expected):
     table = inspect.slide_table(models.build(name, **options))
     assert list(zip(table["parameters"], table["operations"], table["volume"])) == expected
+
+
+def test_gradient_norms_match_the_analytic_gradient_and_leave_the_model_as_it_was():
+    import keras
+    import numpy as np
+
+    inputs = keras.Input((4,))
+    x = keras.layers.BatchNormalization()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    rng = np.random.default_rng(0)
+    model.layers[-1].set_weights([rng.normal(size=(4, 3)).astype("float32"), np.zeros(3, "float32")])
+    images, labels = rng.normal(size=(8, 4)).astype("float32"), np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    before = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+    table = inspect.gradient_norms(model, images, labels)
+    # cross-entropy of a softmax: dL/dW = x^T (p - y) / batch, x the batch-normalised input (training mode)
+    normed = (images - images.mean(0)) / np.sqrt(images.var(0) + 1e-3)
+    logits = normed @ keras.ops.convert_to_numpy(model.layers[-1].kernel)
+    p = np.exp(logits - logits.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
+    expected = normed.T @ (p - np.eye(3)[labels]) / len(labels)
+    assert list(table["depth"]) == [1] and table["layer"].item() == model.layers[-1].name
+    assert table["gradient_norm"].item() == pytest.approx(np.linalg.norm(expected), rel=1e-4)
+    after = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after)), "the moving statistics must not change"
