@@ -40,6 +40,12 @@ class Profile:
     # lab 08: a base network trained on source classes A, transferred to target classes B with
     # few images per class; "base": "imagenet" uses ImageNet weights instead where they download
     transfer_experiment: dict = dataclasses.field(default_factory=dict)
+    # lab 05's degradation experiment (He et al. 2016, section 4.2): plain and residual CIFAR
+    # networks of two depths, the same recipe and epochs; the deepest plain network's run gets
+    # ``deep_run_minutes`` and its time budget chooses the epochs of all four. SGD at a constant
+    # learning rate (a patience longer than the run): the comparison is of training, and an early
+    # plateau of the validation accuracy would cut the rate of one run and not another
+    degradation_experiment: dict = dataclasses.field(default_factory=dict)
     # graded labs: the best validation accuracy a lab's run should reach with this profile
     target_val_accuracy: dict = dataclasses.field(default_factory=dict)
     # what the recipe's full length reached (measured, README): a run the budget shortened says so
@@ -76,6 +82,9 @@ PROFILES: dict[str, Profile] = {
                              "epochs": 30, "images_per_class": [10, 40],
                              "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "optimizer": "adamw",
                              "fine_tune_learning_rate": 1e-4},
+        degradation_experiment={"image_size": 64, "depths": [20, 56], "deep_run_minutes": 4, "optimizer": "sgd",
+                                "learning_rate": 0.05, "weight_decay": 1e-4, "plateau_patience": 40,
+                                "augmentation": "light"},
         target_val_accuracy=CPU_TARGETS,
         budget_minutes=15,  # a lab on a Colab T4 (the slowest GPU students get); a faster GPU runs all 60 epochs
     ),
@@ -110,6 +119,9 @@ PROFILES: dict[str, Profile] = {
                              "epochs": 30, "images_per_class": [5, 10],
                              "layers": ["conv1", "conv2", "conv3", "conv4", "conv5"], "optimizer": "adamw",
                              "fine_tune_learning_rate": 1e-4},
+        degradation_experiment={"image_size": 64, "depths": [20, 56], "deep_run_minutes": 4, "optimizer": "sgd",
+                                "learning_rate": 0.05, "weight_decay": 1e-4, "plateau_patience": 40,
+                                "augmentation": "light"},
         target_val_accuracy=CPU_TARGETS,
         expected_val_accuracy=CPU_MEASURED,
         budget_minutes=15,
@@ -124,6 +136,9 @@ PROFILES: dict[str, Profile] = {
                              "base_epochs": 1, "base_settings": {"train_split": "trainval", "ema": True},
                              "epochs": 1, "images_per_class": [10],
                              "layers": ["conv5"], "optimizer": "adamw", "fine_tune_learning_rate": 1e-4},
+        degradation_experiment={"image_size": 32, "depths": [8, 14], "deep_run_minutes": 1, "optimizer": "sgd",
+                                "learning_rate": 0.05, "weight_decay": 1e-4, "plateau_patience": 40,
+                                "augmentation": "light"},
     ),
 }
 
