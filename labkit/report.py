@@ -122,6 +122,15 @@ def start_label(row) -> str:
         ", BN frozen" if _config(row).get("freeze_batch_norm") else "")
 
 
+def _recipe(row) -> str:
+    """The run's recipe in a word or two: ``sgd``, ``adamw + ema``; ``custom`` for a recipe written
+    in a notebook that differs from the profile's."""
+    config = _config(row)
+    if config.get("recipe"):
+        return "custom"
+    return f"{config.get('optimizer', '?')}" + (" + ema" if config.get("ema") else "")
+
+
 def _network(row) -> str:
     """"yours" for a run of a network the student wrote (``train(builder=...)``), else "labkit"."""
     network = row.get("network")
@@ -134,7 +143,7 @@ def architecture_table(profile=None, runs=None) -> pd.DataFrame:
     latest run record of the same model and profile trained from scratch on all 17 classes,
     preferring one trained at that size and leaving out runs fitted on train + val (training
     images/s, seconds per epoch, test accuracy; ``network``: "yours" when the run trained the
-    student's own network, else "labkit"). Models without a record show blanks. Below
+    student's own network, else "labkit"; ``recipe``: sgd, adamw + ema, custom). Models without a record show blanks. Below
     them, one row per run that started from trained weights (``start``: ImageNet or another
     run) on the same 17-class task, so that transfer stands beside training from scratch; runs
     on other tasks (lab 08's class subsets) are not comparable and stay out."""
@@ -152,13 +161,13 @@ def architecture_table(profile=None, runs=None) -> pd.DataFrame:
         records = records[[is_from_scratch(r) for _, r in records.iterrows()]]
     rows = []
     for name in models.available():
-        if name == "lenet5":
+        if name == "lenet5" or name in models.EXPERIMENT_ONLY:  # LeNet reads 32x32 digits
             continue
         size = max(prof.for_model(name)["image_size"], models.min_input_size(name))
         net = models.build(name, num_classes=17, input_shape=(size, size, 3))
         totals = inspect.summarize(net)
         row = {"model": name, "start": "scratch", "input": size, "params": int(totals["params"]),
-               "params_m": totals["params"] / 1e6, "gmacs": totals["ops"] / 1e9,
+               "params_m": totals["params"] / 1e6, "gmacs": totals["macs"] / 1e9,
                "activation_mb": float(totals["activation_memory_mb"])}
         keras.backend.clear_session()
         mine = records[records["model"] == name] if not records.empty else records
@@ -168,7 +177,7 @@ def architecture_table(profile=None, runs=None) -> pd.DataFrame:
             mine = mine[mine["image_size"] == size]  # the lab's own run, not an experiment at another size
         if len(mine):
             r = mine.iloc[-1]
-            row.update(network=_network(r), train_images_per_second=r.get("train_images_per_second"),
+            row.update(network=_network(r), recipe=_recipe(r), train_images_per_second=r.get("train_images_per_second"),
                        seconds_per_epoch=r["training_seconds"] / max(r["epochs_run"], 1),
                        epochs_run=r["epochs_run"], test_top1=r["test_top1"],
                        test_top1_10crop=r.get("test_top1_10crop"), trained_at=r["image_size"])
@@ -179,10 +188,10 @@ def architecture_table(profile=None, runs=None) -> pd.DataFrame:
         totals = inspect.summarize(models.inference_model(net))
         keras.backend.clear_session()
         rows.append({"model": r["model"], "start": start_label(r), "input": size, "params": int(totals["params"]),
-                     "params_m": totals["params"] / 1e6, "gmacs": totals["ops"] / 1e9,
+                     "params_m": totals["params"] / 1e6, "gmacs": totals["macs"] / 1e9,
                      "activation_mb": float(totals["activation_memory_mb"]),
                      "train_images_per_second": r.get("train_images_per_second"),
                      "seconds_per_epoch": r["training_seconds"] / max(r["epochs_run"], 1), "epochs_run": r["epochs_run"],
                      "test_top1": r["test_top1"], "test_top1_10crop": r.get("test_top1_10crop"), "trained_at": size,
-                     "network": _network(r)})
+                     "network": _network(r), "recipe": _recipe(r)})
     return pd.DataFrame(rows)

@@ -220,11 +220,11 @@ def test_lab_07_reuses_the_students_lab_runs_and_says_whose(tmp_path, monkeypatc
     record("vgg11", "vgg11", sizes["vgg11"], "2026-01-01T10:00:00", source="own")
     record("googlenet", "googlenet", sizes["googlenet"], "2026-01-01T10:00:00", source="own",
            options={"aux_classifiers": True})
-    record("resnet18", "resnet18", sizes["resnet18"], "2026-01-01T10:00:00", source="own")
+    record("resnet18", "resnet18", sizes["resnet18"], "2026-01-01T10:00:00", source="own", optimizer="adamw", ema=True)
     record("resnet18-trainval", "resnet18", sizes["resnet18"], "2026-01-02T10:00:00", train_split="trainval")
     monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("nothing needs training"))
     found = report.lab_runs("smoke", [tmp_path], log=lambda *_: None)
     assert {m: p.name for m, p in found.items()} == {"alexnet": "alexnet-yours", "vgg11": "vgg11",
                                                       "googlenet": "googlenet", "resnet18": "resnet18"}
     table = report.architecture_table("smoke", [tmp_path]).set_index("model")
-    assert table.loc["alexnet", "network"] == "yours"
+    assert table.loc["alexnet", "network"] == "yours" and table.loc["resnet18", "recipe"] == "adamw + ema"
