@@ -56,7 +56,7 @@ def test_leak_check_catches_a_solution_and_a_hidden_test(dist, tmp_path):
     master = [p for p in grading.graded_notebooks() if p.stem == "05_resnet"][0]
     nb = nbformat.read(dist / "student" / "05_resnet.ipynb", as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(
-        "y = layers.ReLU()(layers.BatchNormalization()(y))\ndef test_basic_block_identity(): pass"))
+        "y = layers.ReLU()(conv_bn(x, filters, 3, stride))\ndef test_basic_block_identity(): pass"))
     leaky = tmp_path / "leaky.ipynb"
     nbformat.write(nb, leaky)
     problems = grading.leaks(master, leaky)
@@ -134,6 +134,13 @@ def _lab_context(dist, lab, context) -> dict:
     from labkit.models.provenance import fingerprint, float32_policy
 
     model, builder, options = LAB_NETWORKS[lab]
+    experiment = {}
+    if lab == "05_resnet":  # the degradation experiment's four runs, which the last answer reads
+        final = {(False, 8): 0.9, (False, 14): 0.7, (True, 8): 0.92, (True, 14): 0.95}
+        experiment = dict(shallow=8, deep=14, runs={key: types.SimpleNamespace(
+            history=pd.DataFrame({"epoch": [0, 1], "accuracy": [0.3, acc], "val_accuracy": [0.2, 0.5]}))
+            for key, acc in final.items()})
+    context = {**context, **experiment}
     master = dist / "autograder" / lab / f"{lab}.ipynb"
     last = [q["name"] for q in json.loads((dist / "autograder" / lab / "questions.json").read_text())][-1]
     env = _answer_env(master, last, context)
@@ -145,7 +152,11 @@ def _lab_context(dist, lab, context) -> dict:
     record = {**context["run"].results, "model": model, "image_size": size,
               "config": {"epochs": 4, "classes": None, "model_options": options}}
     network = {"source": "own", "builder": builder, "fingerprint": fingerprint(net), "note": None}
-    return {**context, "run": types.SimpleNamespace(out_dir=context["run"].out_dir, results=record, network=network)}
+    folder = context["run"].out_dir.parent / lab
+    folder.mkdir(exist_ok=True)
+    (folder / "results.json").write_text(json.dumps({**record, "network": network}))
+    lab_context = {**context, "run": types.SimpleNamespace(out_dir=folder, results=record, network=network)}
+    return {**lab_context, **experiment}
 
 
 @pytest.mark.parametrize("lab", LABS)
@@ -261,3 +272,48 @@ def test_grader_cell_never_breaks_a_lab(monkeypatch, capsys, tmp_path):
     stand_in = nbtools.grader("01_cnn_building_blocks.ipynb")
     stand_in.check("output_size")
     assert "cannot run here: Tests directory ./tests does not exist" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("lab", ["02_alexnet", "03_vgg", "04_googlenet"])
+def test_lab_solutions_start_from_the_reference_networks_weights(dist, lab, context):
+    """With the same seed, the solution networks of labs 02-04 start from exactly the weights of
+    labkit's reference network, so with the lab's recipe they train as the reference does (the
+    README's results hold for them). ResNet-18's solution uses Keras' default initialisation, not
+    labkit's (He-normal, zero-initialised last BN scale), so lab 05's run was measured."""
+    import keras
+    import numpy as np
+    from labkit import models
+
+    model, builder, options = LAB_NETWORKS[lab]
+    env = _answer_env(dist / "autograder" / lab / f"{lab}.ipynb",
+                      [q["name"] for q in json.loads((dist / "autograder" / lab / "questions.json").read_text())][-1],
+                      _lab_context(dist, lab, context))
+    keras.utils.set_random_seed(3)
+    mine = env[builder](num_classes=17, input_shape=(96, 96, 3), **options)
+    keras.utils.set_random_seed(3)
+    reference = models.build(model, num_classes=17, input_shape=(96, 96, 3), **options)
+    ours, theirs = mine.get_weights(), reference.get_weights()
+    assert len(ours) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+
+
+@pytest.mark.parametrize("lab, question, called, cheat", [
+    ("02_alexnet", "alexnet", "labkit.models.build", "from labkit import models as m\n\n"
+                              "def my_alexnet(num_classes=1000, input_shape=(227, 227, 3)):\n"
+                              "    return m.build('alexnet', num_classes=num_classes, input_shape=input_shape)\n"),
+    ("05_resnet", "basic_block", "labkit.models.resnet.residual_block", "from labkit.models.resnet import residual_block\n\n"
+                                 "def basic_block(x, filters, stride):\n"
+                                 "    return residual_block(x, filters, stride, 'basic', 'mine')\n")])
+def test_calling_labkits_reference_gets_no_credit(dist, lab, question, called, cheat, context, tmp_path):
+    """An answer that calls labkit's network or block scores zero on every test of the question,
+    each naming the call (the solution scores full marks on the same tests: above)."""
+    solution = dist / "autograder" / lab / f"{lab}.ipynb"
+    nb = nbformat.read(solution, as_version=4)
+    cells = nb.cells
+    check = next(i for i, c in enumerate(cells) if c.source.strip() == f'grader.check("{question}")')
+    answer = next(i for i in range(check - 1, -1, -1) if cells[i].cell_type == "code")
+    cells[answer].source = cheat
+    cheated = tmp_path / f"{lab}.ipynb"
+    nbformat.write(nb, cheated)
+    context = _lab_context(dist, lab, context)
+    score, possible, failures = _score(dist, lab, cheated, context)[question]
+    assert score == 0 < possible and failures and all(called in f for f in failures), failures
