@@ -92,14 +92,13 @@ def _answer_env(notebook: Path, question: str, context: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def context(tmp_path_factory):
-    """What the answer cells of the record and comparison questions read from earlier cells."""
+    """The lab's run, as the answer cells and the *_trained checks read it (``_lab_context``
+    gives each lab its own)."""
     folder = tmp_path_factory.mktemp("run")
     record = {"model": "alexnet", "profile": "smoke", "best_val_accuracy": 0.125, "best_epoch": 3,
               "epochs_run": 4, "config": {"epochs": 4}}
     (folder / "results.json").write_text(json.dumps(record))
-    table = pd.DataFrame({"model": ["alexnet", "vgg11", "resnet18", "lenet5"], "gmacs": [0.3, 1.2, 0.6, 0.001],
-                          "test_top1": [0.6, 0.5, 0.7, float("nan")]})
-    return {"run": types.SimpleNamespace(out_dir=folder, results=record), "table": table}
+    return {"run": types.SimpleNamespace(out_dir=folder, results=record)}
 
 
 def _score(dist, lab, notebook, context) -> dict:
