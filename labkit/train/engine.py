@@ -22,9 +22,8 @@ from labkit.data.decode import default_decoder
 from labkit.profiles import get_profile
 from labkit.train import budget as lkbudget
 from labkit.train.callbacks import EpochTimer
-from labkit.train.config import TrainConfig, make_config, run_name, same_config
+from labkit.train.config import TrainConfig, check, make_config, run_name, same_config
 from labkit.train.inputs import channel_statistics, datasets, split_sizes, training_images
-from labkit.train.config import check
 from labkit.train.model import build_training_model, compile_model, set_precision, val_accuracy_key
 from labkit.train.network import Network, choose_network
 from labkit.train.recipe import as_recipe_function, profile_recipe
@@ -83,8 +82,7 @@ def _recipe_tag(cfg: TrainConfig, recipe_fn, outputs: int) -> str | None:
     if recipe_fn is None:
         return None
     mine = recipe_fingerprint(recipe_fn)
-    monitor = "val_predictions_accuracy" if outputs > 1 else "val_accuracy"
-    return None if mine == recipe_fingerprint(profile_recipe(cfg, monitor)) else f"custom-{mine}"
+    return None if mine == recipe_fingerprint(profile_recipe(cfg, val_accuracy_key(outputs))) else f"custom-{mine}"
 
 
 def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, epochs=None, image_size=None,

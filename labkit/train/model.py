@@ -147,5 +147,8 @@ def compile_model(model, cfg: TrainConfig, steps_per_epoch: int, recipe_fn=None)
     return recipe
 
 
-def val_accuracy_key(model) -> str:
-    return "val_predictions_accuracy" if len(model.outputs) > 1 else "val_accuracy"
+def val_accuracy_key(model_or_outputs) -> str:
+    """The validation accuracy a run watches: the main output's when there are auxiliary heads.
+    Takes a model or its number of outputs."""
+    outputs = model_or_outputs if isinstance(model_or_outputs, int) else len(model_or_outputs.outputs)
+    return "val_predictions_accuracy" if outputs > 1 else "val_accuracy"
