@@ -99,10 +99,12 @@ def _config(row) -> dict:
 
 
 def is_from_scratch(row) -> bool:
-    """A record of the labs' comparison: all 17 classes, all training images, random start."""
+    """A record of the labs' comparison: all 17 classes, all training images and only those (no
+    ``train_data`` of its own, such as lab 06's enlarged set), random start."""
     config = _config(row)
     start = row.get("start")
-    return not config.get("classes") and not config.get("images_per_class") and not isinstance(start, dict)
+    return (not config.get("classes") and not config.get("images_per_class") and not config.get("train_data")
+            and not isinstance(start, dict))
 
 
 def _transferred_on_all_classes(row) -> bool:

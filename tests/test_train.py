@@ -431,3 +431,98 @@ def test_running_out_of_gpu_memory_says_what_to_lower_and_keeps_the_backup(real_
     seen = EpochsSeen()
     small_run(real_data_dir, out, batch_size=16, callbacks=[seen])
     assert seen.epochs == [1]
+
+
+def _split_arrays(real_data_dir, size=32, split="train"):
+    index = data.oxflower17_index(real_data_dir)
+    rows = index[index["split"] == split]
+    images = data.decoded_images(size, real_data_dir)[rows["image_id"].to_numpy() - 1]
+    return images, rows["label"].to_numpy()
+
+
+def test_training_batches_come_from_the_images_given(real_data_dir):
+    images, labels = _split_arrays(real_data_dir)
+    mine = (images[:40][:, ::-1], labels[:40])  # mirrored: images the split does not hold
+    cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=16, steps_per_epoch=None)
+    arrays = train.training_arrays(mine, 32, 17)[:2]
+    batches, val, _ = train.datasets(cfg, real_data_dir, outputs=1, train_arrays=arrays)
+    seen = np.concatenate([np.asarray(x) for x, _ in batches])
+    seen_labels = np.concatenate([np.asarray(y) for _, y in batches])
+    assert seen.dtype == np.uint8 and len(seen) == 40
+    order = np.lexsort(seen.reshape(40, -1).T)
+    expected = np.lexsort(mine[0].reshape(40, -1).T)
+    assert np.array_equal(seen[order], mine[0][expected]) and np.array_equal(seen_labels[order], mine[1][expected])
+    assert sum(len(np.asarray(y)) for _, y in val) == 340  # validation stays OxFlower17's
+
+
+def test_a_run_on_an_enlarged_training_set_records_it_and_never_mixes_it_up(real_data_dir, tmp_path):
+    from labkit.augment import enlarge
+
+    images, labels = _split_arrays(real_data_dir, size=40)
+    enlarged = enlarge(images[:64], labels[:64], copies=1, crop_size=32, seed=0)
+    outputs = tmp_path / "outputs"
+    settings = dict(profile="smoke", image_size=32, batch_size=16, epochs=1, steps_per_epoch=3,
+                    data_dir=real_data_dir, verbose=0, augmentation="none")
+    run = train.train("resnet18", train_data=enlarged, out_dir=outputs / "a", **settings)
+    assert run.results["train_data"]["images"] == 128 and run.results["steps_per_epoch"] == run.steps_per_epoch == 3
+    tag = run.results["config"]["train_data"]
+    assert tag.startswith("own-")
+    cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=16, epochs=1, train_data=tag)
+    assert tag.removeprefix("own-") in train.run_name(cfg)
+    seen = EpochsSeen()
+    again = train.train("resnet18", train_data=enlarged, out_dir=outputs / "a", callbacks=[seen], **settings)
+    assert seen.epochs == [] and again.results["test_top1"] == run.results["test_top1"]
+    other = enlarge(images[:64], labels[:64], copies=1, crop_size=32, seed=1)
+    with pytest.raises(ValueError):  # other images are another run: never returned as this one
+        train.train("resnet18", train_data=other, out_dir=outputs / "a", **settings)
+    plain = train.make_config("resnet18", "smoke", image_size=32, batch_size=16, epochs=1)
+    assert train.run_name(plain) != train.run_name(cfg)
+
+
+@pytest.mark.parametrize("bad", [
+    "no pair",
+    "wrong size",
+    "labels out of range",
+    "float out of range",
+    "one label short",
+])
+def test_bad_training_data_is_refused_before_any_work(bad, real_data_dir, tmp_path):
+    images, labels = _split_arrays(real_data_dir)
+    images, labels = images[:20], labels[:20]
+    given = {
+        "no pair": images,
+        "wrong size": (images[:, :16], labels),
+        "labels out of range": (images, labels + 17),
+        "float out of range": (images.astype("float32"), labels),
+        "one label short": (images, labels[:-1]),
+    }[bad]
+    seen = EpochsSeen()
+    with pytest.raises(ValueError):
+        train.train("resnet18", profile="smoke", image_size=32, epochs=1, train_data=given, data_dir=real_data_dir,
+                    out_dir=tmp_path / "r", callbacks=[seen], verbose=0)
+    assert seen.epochs == [] and not (tmp_path / "r").exists()
+
+
+def test_training_data_given_as_floats_in_zero_one_is_the_same_data():
+    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(4)
+    as_uint8 = train.training_arrays((images, labels), 8, 17)
+    as_float = train.training_arrays((images / 255.0, labels), 8, 17)
+    assert np.array_equal(as_uint8[0], as_float[0]) and as_uint8[2] == as_float[2]
+    with pytest.raises(ValueError):
+        train.make_config("resnet18", "smoke", train_data="own-1234", train_split="trainval", optimizer="adamw")
+
+
+def test_steps_per_epoch_of_a_record_written_before_it_was_recorded(real_data_dir, monkeypatch):
+    monkeypatch.setenv("LABKIT_DATA_DIR", str(real_data_dir))
+    record = {"partition": 1, "batch_size": 16, "jit_compile": False, "config": {"train_split": "train"}}
+    assert train.Run("x", record, None).steps_per_epoch == 43  # 680 images, the last batch of 8 counts
+    assert train.Run("x", {**record, "jit_compile": True}, None).steps_per_epoch == 42  # compiled: dropped
+    five = {**record, "config": {"train_split": "train", "images_per_class": 5}}
+    assert train.Run("x", five, None).steps_per_epoch == 6  # 85 images
+
+
+def test_a_run_on_training_data_of_its_own_is_not_a_labs_comparison_run():
+    assert report.is_from_scratch({"config": {"train_split": "train"}, "start": None})
+    assert not report.is_from_scratch({"config": {"train_data": "own-0123456789"}, "start": None})
+    assert not report.is_from_scratch({"config": {"images_per_class": 5}, "start": None})

@@ -150,33 +150,49 @@ def oxflower17(
         shuffle = split in ("train", "trainval")
     labels = rows["label"].to_numpy(dtype=np.int32)
     size = int(image_size)
+    if cache:  # decoded once, ever (see decoded_images); batches are gathered from memory
+        images = decoded_images(size, data_dir, download=download)[rows["image_id"].to_numpy() - 1]
+        return array_batches(images, labels, int(batch_size), shuffle=shuffle, seed=seed,
+                             drop_remainder=drop_remainder, dtype=dtype, pipeline=pipeline)
+    return _tf_stream(rows, labels, size, int(batch_size), shuffle, seed, dtype == "float32",
+                      drop_remainder, data_dir, download)
+
+
+def array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle: bool = False,
+                  seed: int = 0, drop_remainder: bool = False, dtype: str = "float32",
+                  pipeline: str | None = None):
+    """Batches of in-memory ``uint8`` images ``(N, H, W, 3)`` and their labels, in the same
+    pipeline and with the same shuffling as ``oxflower17``'s: a ``tf.data.Dataset`` where
+    TensorFlow is installed, else ``ArrayBatches``. ``dtype="float32"`` scales to [0, 1]."""
+    pipeline = pipeline or default_pipeline()
     if pipeline == "numpy":
-        images = decoded_images(size, data_dir, download=download)
-        return ArrayBatches(images[rows["image_id"].to_numpy() - 1], labels, int(batch_size), shuffle=shuffle,
-                            seed=seed, drop_remainder=drop_remainder, to_float=dtype == "float32")
-    return _tf_dataset(rows, labels, size, int(batch_size), shuffle, seed, cache, dtype == "float32",
-                       drop_remainder, data_dir, download)
+        return ArrayBatches(images, labels, batch_size, shuffle=shuffle, seed=seed,
+                            drop_remainder=drop_remainder, to_float=dtype == "float32")
+    import tensorflow as tf
+
+    to_float = dtype == "float32"
+    images, labels = tf.constant(images), tf.constant(labels)
+    # shuffle and batch the row numbers, not the images: the same order as shuffling the images
+    # themselves, without copying every image through a shuffle buffer
+    ds = tf.data.Dataset.range(len(labels))
+    if shuffle:
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    def gather(i):
+        x = tf.gather(images, i)
+        return (tf.cast(x, tf.float32) / 255.0 if to_float else x), tf.gather(labels, i)
+
+    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _tf_dataset(rows, labels, size, batch_size, shuffle, seed, cache, to_float, drop_remainder, data_dir, download):
+def _tf_stream(rows, labels, size, batch_size, shuffle, seed, to_float, drop_remainder, data_dir, download):
+    """Decode every epoch (little memory): ``oxflower17(cache=False)``."""
     import tensorflow as tf
 
     def finish(x, y):
         return (tf.cast(x, tf.float32) / 255.0 if to_float else x), y
 
-    if cache:  # decoded once, ever (see decoded_images); batches are gathered from memory
-        images = tf.constant(decoded_images(size, data_dir, download=download)[rows["image_id"].to_numpy() - 1])
-        labels = tf.constant(labels)
-        # shuffle and batch the row numbers, not the images: the same order as shuffling the
-        # images themselves, without copying every image through a shuffle buffer
-        ds = tf.data.Dataset.range(len(rows))
-        if shuffle:
-            ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-        ds = ds.map(lambda i: finish(tf.gather(images, i), tf.gather(labels, i)),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
-    # stream: decode every epoch (little memory)
     ds = tf.data.Dataset.from_tensor_slices((rows["path"].to_numpy(dtype=str), labels))
     if shuffle:
         ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)

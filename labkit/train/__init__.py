@@ -33,7 +33,7 @@ from labkit.train.config import (  # noqa: F401
     AUGMENTATIONS, MIXINGS, OPTIMIZERS, TRAIN_SPLITS, TrainConfig, make_config, run_name, same_config,
 )
 from labkit.train.engine import OutOfMemoryError, train  # noqa: F401
-from labkit.train.inputs import channel_statistics, datasets, mixing_layer  # noqa: F401
+from labkit.train.inputs import channel_statistics, datasets, mixing_layer, training_arrays  # noqa: F401
 from labkit.train.model import build_training_model, compile_model, set_precision  # noqa: F401
 from labkit.train.network import Network, choose_network  # noqa: F401
 from labkit.train.recipe import Recipe, SmoothedSparseCrossentropy, make_optimizer, profile_recipe  # noqa: F401

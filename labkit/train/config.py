@@ -82,6 +82,9 @@ class TrainConfig:
                                        "passed to train(builder=...)", cli=False)
     recipe: str | None = option(None, "None for the recipe these fields describe, custom-<fingerprint> for one "
                                       "passed to train(recipe=...)", cli=False)
+    train_data: str | None = option(None, "None for the split's images, own-<fingerprint> for images passed to "
+                                          "train(train_data=...), such as a training set enlarged by hand",
+                                    cli=False)
     budget_minutes: float | None = option(None, "choose the epochs so that the whole run fits this many "
                                                 "minutes on this machine (default: the profile's; an "
                                                 "explicit --epochs wins)")
@@ -166,6 +169,12 @@ def check(cfg: TrainConfig) -> None:
         raise ValueError("transfer_layers says how much of the starting weights to copy: give init or weights too.")
     if cfg.budget_minutes is not None and not cfg.budget_minutes > 0:
         raise ValueError(f"budget_minutes must be positive, got {cfg.budget_minutes!r}.")
+    if cfg.train_data and cfg.images_per_class:
+        raise ValueError("images_per_class chooses images from the training split; with train_data, choose "
+                         "the images yourself.")
+    if cfg.train_data and cfg.train_split != "train":
+        raise ValueError("train_data replaces the training split's images; the validation split must stay "
+                         "apart to choose the epoch: use train_split='train'.")
     if cfg.train_split == "trainval" and cfg.optimizer != "adamw" and not cfg.recipe:
         raise ValueError("training on train + val leaves no validation accuracy for SGD's schedule "
                          "(lr / 10 on plateau); use the fixed cosine schedule: optimizer 'adamw'.")
@@ -220,7 +229,7 @@ def same_config(stored: dict, cfg: TrainConfig) -> bool:
 
 
 def run_name(cfg: TrainConfig) -> str:
-    """``<model>[_options]_<profile>_<size>px[_<optimizer>][_aug-<strength>][_<mixing>][_trainval][_seed<n>]``: the
+    """``<model>[_options]_<profile>_<size>px[_<optimizer>][_aug-<strength>][_<mixing>][_trainval]...[_seed<n>]``: the
     bracketed parts appear only where they differ from the profile's defaults for the model."""
     defaults = get_profile(cfg.profile).for_model(cfg.model)
     name = cfg.model + "".join(f"_{k}-{v}" for k, v in sorted(cfg.model_options.items()))
@@ -247,6 +256,8 @@ def run_name(cfg: TrainConfig) -> str:
         name += f"_{cfg.network}"
     if cfg.recipe:
         name += f"_recipe-{cfg.recipe.removeprefix('custom-')}"
+    if cfg.train_data:
+        name += f"_data-{cfg.train_data.removeprefix('own-')}"
     if cfg.freeze_until:
         name += f"_frozen-to-{cfg.freeze_until}"
     if cfg.freeze_batch_norm:

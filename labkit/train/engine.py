@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import tempfile
 import time
@@ -23,7 +22,7 @@ from labkit.profiles import get_profile
 from labkit.train import budget as lkbudget
 from labkit.train.callbacks import EpochTimer
 from labkit.train.config import TrainConfig, check, make_config, run_name, same_config
-from labkit.train.inputs import channel_statistics, datasets, split_sizes, training_images
+from labkit.train.inputs import channel_statistics, datasets, epoch_steps, split_sizes, training_arrays, training_images
 from labkit.train.model import build_training_model, compile_model, set_precision, val_accuracy_key
 from labkit.train.network import Network, choose_network
 from labkit.train.recipe import as_recipe_function, profile_recipe
@@ -45,7 +44,7 @@ def _out_of_memory(cfg: TrainConfig, backup: Path) -> OutOfMemoryError:
         f"finished epochs are kept in {backup}, and a run with the same settings resumes from them.")
 
 
-def _plan_budget(cfg: TrainConfig, path: Path, started: float, mean, variance, train_ds, index,
+def _plan_budget(cfg: TrainConfig, path: Path, started: float, mean, variance, train_ds, index, train_images: int,
                  resuming: bool, network: Network, recipe_fn) -> lkbudget.Budget:
     """The epochs that fit ``cfg.budget_minutes``: from ``budget.json`` when resuming, else
     measured now on a throw-away copy of the model (so the real one starts untouched)."""
@@ -69,7 +68,7 @@ def _plan_budget(cfg: TrainConfig, path: Path, started: float, mean, variance, t
     val_images = splits["val"] if cfg.train_split == "train" else 0
     epochs, per_epoch = lkbudget.choose_epochs(
         cfg.budget_minutes, time.perf_counter() - started, batch / train_step, batch / infer_step,
-        training_images(cfg, index), val_images, splits["test"], cfg.epochs, checkpoint)
+        train_images, val_images, splits["test"], cfg.epochs, checkpoint)
     expected = get_profile(cfg.profile).expected_val_accuracy.get(cfg.model)
     plan = lkbudget.Budget(cfg.budget_minutes, batch / train_step, batch / infer_step, cfg.epochs, epochs,
                            per_epoch, time.perf_counter() - started, expected, checkpoint)
@@ -86,8 +85,8 @@ def _recipe_tag(cfg: TrainConfig, recipe_fn, outputs: int) -> str | None:
 
 
 def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, epochs=None, image_size=None,
-          batch_size=None, out_dir=None, data_dir=None, overwrite: bool = False, verbose: int | str = "auto",
-          callbacks=(), **settings) -> Run:
+          batch_size=None, train_data=None, out_dir=None, data_dir=None, overwrite: bool = False,
+          verbose: int | str = "auto", callbacks=(), **settings) -> Run:
     """Train ``model`` on OxFlower17 with the active profile, evaluate it, write its run folder.
 
     ``builder``: your own network for ``model`` (``labkit.train.network``): a function
@@ -95,7 +94,9 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
     is not finished, labkit's reference network is trained instead, and the output and the record
     say so. ``recipe``: the optimizer, schedule and loss as Keras code, a function
     ``recipe(epochs, steps_per_epoch)`` that returns a ``Recipe`` (``labkit.train.recipe``); default:
-    the profile's. ``settings`` are ``TrainConfig`` fields (``optimizer``, ``learning_rate``,
+    the profile's. ``train_data``: ``(images, labels)`` to train on instead of the training split's
+    images, e.g. a set enlarged by hand (``labkit.augment.enlarge``): uint8 at the run's image size,
+    labels 0..16; validation and test stay OxFlower17's. ``settings`` are ``TrainConfig`` fields (``optimizer``, ``learning_rate``,
     ``augmentation``, ``seed``, ``partition``, ``model_options``, ``steps_per_epoch``,
     ``budget_minutes`` ...).
     """
@@ -105,6 +106,10 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
     network = choose_network(cfg, builder)
     recipe_fn = as_recipe_function(recipe) if recipe is not None else None
     cfg = dataclasses.replace(cfg, network=network.tag, recipe=_recipe_tag(cfg, recipe_fn, network.outputs))
+    arrays = None
+    if train_data is not None:
+        *arrays, data_tag = training_arrays(train_data, cfg.image_size, cfg.num_classes)
+        cfg = dataclasses.replace(cfg, train_data=f"own-{data_tag}")
     check(cfg)
     out = Path(out_dir) if out_dir else Path(lkdata.default_data_dir()).parent / "outputs" / run_name(cfg)
     results_path, history_path, backup = out / "results.json", out / "history.csv", out / "backup"
@@ -132,18 +137,21 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
     if cfg.deterministic:
         backend.enable_determinism()
     index = lkdata.oxflower17_index(data_dir, cfg.partition)
-    train_ds, val_ds, test_ds = datasets(cfg, data_dir, outputs=network.outputs)
-    mean, variance = channel_statistics(lkdata.oxflower17(cfg.train_split, cfg.image_size, cfg.batch_size,
-                                                          data_dir=data_dir, partition=cfg.partition, shuffle=False,
-                                                          classes=cfg.classes, images_per_class=cfg.images_per_class))
-    images = training_images(cfg, index)
+    train_ds, val_ds, test_ds = datasets(cfg, data_dir, outputs=network.outputs, train_arrays=arrays)
+    # input normalisation from the images the run trains on (unshuffled: the same for every seed)
+    mean, variance = channel_statistics(
+        lkdata.oxflower17(cfg.train_split, cfg.image_size, cfg.batch_size, data_dir=data_dir,
+                          partition=cfg.partition, shuffle=False, classes=cfg.classes,
+                          images_per_class=cfg.images_per_class)
+        if arrays is None else lkdata.array_batches(*arrays, cfg.batch_size))
+    images = training_images(cfg, index) if arrays is None else len(arrays[1])
     full_batches_only = backend.jit_compile(cfg.jit_compile)  # inputs.datasets drops the last, smaller batch
-    steps = cfg.steps_per_epoch or (images // cfg.batch_size if full_batches_only else math.ceil(images / cfg.batch_size))
+    steps = cfg.steps_per_epoch or epoch_steps(images, cfg.batch_size, full_batches_only)
 
     plan, run_cfg = None, cfg
     try:
         if cfg.budget_minutes and cfg.steps_per_epoch is None:
-            plan = _plan_budget(cfg, budget_path, started, mean, variance, train_ds, index, resuming,
+            plan = _plan_budget(cfg, budget_path, started, mean, variance, train_ds, index, images, resuming,
                                 network, recipe_fn)
             print(f"[labkit.train] {plan.describe()}", flush=True)
             run_cfg = dataclasses.replace(cfg, epochs=plan.epochs)  # the schedule spans the chosen length
@@ -198,7 +206,9 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
                      budget=plan.as_dict() if plan else None,
                      pipeline="numpy" if isinstance(train_ds, lkdata.ArrayBatches) else "tf.data",
                      decoder=default_decoder(), start=start, network=network.record(),
-                     recipe=made.describe(),
+                     recipe=made.describe(), steps_per_epoch=steps,
+                     train_data=({"images": images, "fingerprint": cfg.train_data.removeprefix("own-")}
+                                 if arrays is not None else None),
                      wall_seconds=time.perf_counter() - started)
     write_run(out, record, inference, net, history, evaluation,
               title=f"{cfg.model}, {cfg.profile} profile, {cfg.image_size} px")

@@ -6,6 +6,9 @@ model. Mixing (mixup, CutMix) happens here, in the input pipeline, on the CPU.
 """
 from __future__ import annotations
 
+import hashlib
+import math
+
 import keras
 import numpy as np
 
@@ -60,18 +63,56 @@ def _map(batches, fn):
     return batches.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def datasets(cfg: TrainConfig, data_dir, outputs: int):
+def training_arrays(train_data, image_size: int, num_classes: int):
+    """``train_data`` checked: ``(images, labels)`` with ``uint8`` images ``(N, image_size,
+    image_size, 3)`` (floats in [0, 1] are converted) and whole-number labels ``0 .. num_classes - 1``.
+    Returns ``(images, labels, fingerprint)``; the fingerprint names the data in the run's folder,
+    so that other data never resumes or returns this run."""
+    try:
+        images, labels = train_data
+    except (TypeError, ValueError):
+        raise ValueError("train_data must be a pair (images, labels), e.g. what labkit.augment.enlarge "
+                         "returns.") from None
+    images, labels = np.asarray(images), np.asarray(labels)
+    expected = (image_size, image_size, 3)
+    if images.ndim != 4 or images.shape[1:] != expected:
+        raise ValueError(f"train_data's images have shape {images.shape}; this run needs (N, {image_size}, "
+                         f"{image_size}, 3). Build them at the run's image size (crop_size={image_size} in "
+                         "labkit.augment.enlarge), or pass image_size= to match them.")
+    if images.dtype != np.uint8:
+        if not np.issubdtype(images.dtype, np.floating) or images.min() < 0 or images.max() > 1:
+            raise ValueError(f"train_data's images must be uint8 (0-255) or floats in [0, 1]; got {images.dtype} "
+                             f"from {images.min()} to {images.max()}.")
+        images = np.round(images * 255.0).astype(np.uint8)
+    if labels.shape != (len(images),):
+        raise ValueError(f"train_data holds {len(images)} images but labels of shape {labels.shape}; "
+                         "give one whole-number label per image.")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"train_data's labels must be whole numbers from 0 to {num_classes - 1} (the run's "
+                         f"classes); got {labels.dtype} from {labels.min()} to {labels.max()}.")
+    images, labels = np.ascontiguousarray(images), labels.astype(np.int32)
+    digest = hashlib.sha256(images.tobytes())
+    digest.update(labels.tobytes())
+    return images, labels, digest.hexdigest()[:10]
+
+
+def datasets(cfg: TrainConfig, data_dir, outputs: int, train_arrays=None):
     """Training and validation batches (uint8 images) and test batches (float, for the inference
     model). With ``cfg.mixing`` the training and validation labels are one-hot, and training
     batches are mixed. With ``train_split="trainval"`` the validation images are training images,
     and there are no validation batches (``None``). With ``jit_compile`` training batches all
     have the same size (the last, smaller one is dropped): a compiled step is compiled once per
-    input shape."""
+    input shape. ``train_arrays``: ``(images, labels)`` to train on instead of the split's images
+    (``training_arrays``), shuffled the same way."""
     mixer = mixing_layer(cfg.mixing, seed=cfg.seed)
     common = dict(image_size=cfg.image_size, partition=cfg.partition, data_dir=data_dir, classes=cfg.classes)
-    train = lkdata.oxflower17(cfg.train_split, batch_size=cfg.batch_size, seed=cfg.seed, dtype="uint8",
-                              drop_remainder=backend.jit_compile(cfg.jit_compile),
-                              images_per_class=cfg.images_per_class, **common)
+    shuffled = dict(batch_size=cfg.batch_size, seed=cfg.seed, dtype="uint8",
+                    drop_remainder=backend.jit_compile(cfg.jit_compile))
+    if train_arrays is None:
+        train = lkdata.oxflower17(cfg.train_split, shuffle=True, images_per_class=cfg.images_per_class,
+                                  **shuffled, **common)
+    else:
+        train = lkdata.array_batches(*train_arrays, shuffle=True, **shuffled)
     val = (lkdata.oxflower17("val", batch_size=cfg.batch_size, dtype="uint8", **common)
            if cfg.train_split == "train" else None)
     test = lkdata.oxflower17("test", batch_size=cfg.batch_size, **common)  # float: for the inference model
@@ -89,6 +130,12 @@ def datasets(cfg: TrainConfig, data_dir, outputs: int):
     if outputs > 1:
         train, val = _map(train, to_targets), (_map(val, to_targets) if val is not None else None)
     return train, val, test
+
+
+def epoch_steps(images: int, batch_size: int, full_batches_only: bool) -> int:
+    """Training steps in one pass over ``images``: the last, smaller batch counts unless a
+    compiled step drops it (``full_batches_only``, see ``datasets``)."""
+    return images // batch_size if full_batches_only else math.ceil(images / batch_size)
 
 
 def channel_statistics(dataset, batches: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,19 @@ class Run:
         return {"source": "labkit", "builder": None, "fingerprint": None, "note": None,
                 **(self.results.get("network") or {})}
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps in one of this run's epochs: to give a run on other data (``train_data``)
+        the same length. Records from before it was recorded: computed from their config."""
+        r, c = self.results, self.results.get("config", {})
+        if r.get("steps_per_epoch") or c.get("steps_per_epoch"):
+            return int(r.get("steps_per_epoch") or c["steps_per_epoch"])
+        from labkit.train.inputs import epoch_steps
+
+        rows = lkdata.select_task(lkdata.oxflower17_index(partition=r["partition"]), c.get("train_split", "train"),
+                                  c.get("classes"), c.get("images_per_class"))
+        return epoch_steps(len(rows), r["batch_size"], bool(r.get("jit_compile")))
+
     def summary(self) -> str:
         """What a lab prints after training: the network, the recipe, the time, the accuracies."""
         r, network = self.results, self.network
