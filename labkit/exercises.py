@@ -8,6 +8,7 @@ own builder, and a submission that calls the reference gets no credit:
     exercises.assert_same_function(net, models.build("alexnet", num_classes=1000))  # same weights -> same outputs
     exercises.structure(net)   # DataFrame: one row per layer (kind, output shape, activation, kernel ...)
     exercises.assert_trained(run, my_alexnet)   # the training run trained this very network
+    crop = exercises.by_hand(random_crop, image, 224, rng)   # AssertionError if it calls labkit.augment's
 
 Every failure is an ``AssertionError`` whose message tells the student what to change.
 """
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from labkit.models.port import port_weights
-from labkit.models.provenance import fingerprint, float32_policy, reference_calls
+from labkit.models.provenance import calls_to, fingerprint, float32_policy, reference_calls
 
 
 def own(fn, *args, **kwargs):
@@ -29,6 +30,22 @@ def own(fn, *args, **kwargs):
     assert not called, (
         f"no credit: {name} calls labkit's reference ({', '.join(called[:3])}). Build it yourself from "
         "keras.layers and your own functions; labkit's layers (labkit.models.layers) are allowed.")
+    assert result is not None, f"{name} returns nothing yet"
+    return result
+
+
+def by_hand(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, checked to be written by hand: it must not call labkit's own
+    versions of AlexNet's augmentations (``labkit.augment``: ``random_crop_and_flip``, ``rgb_pca``,
+    ``pca_color_augment``, ``enlarge``), which are the check, and must return something."""
+    from labkit import augment
+
+    references = (augment.random_crop_and_flip, augment.rgb_pca, augment.pca_color_augment, augment.enlarge)
+    name = getattr(fn, "__name__", "your function")
+    result, called = calls_to(references, fn, *args, **kwargs)
+    assert not called, (
+        f"no credit: {name} calls labkit's own version ({', '.join(called)}), which is what your answer is "
+        "checked against. Write it with NumPy.")
     assert result is not None, f"{name} returns nothing yet"
     return result
 

@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -98,7 +99,8 @@ def context(tmp_path_factory):
     record = {"model": "alexnet", "profile": "smoke", "best_val_accuracy": 0.125, "best_epoch": 3,
               "epochs_run": 4, "config": {"epochs": 4}}
     (folder / "results.json").write_text(json.dumps(record))
-    return {"run": types.SimpleNamespace(out_dir=folder, results=record)}
+    # and what the labs import before their exercises
+    return {"run": types.SimpleNamespace(out_dir=folder, results=record), "np": np}
 
 
 def _score(dist, lab, notebook, context) -> dict:
@@ -301,7 +303,15 @@ def test_lab_solutions_start_from_the_reference_networks_weights(dist, lab, cont
                               "    return m.build('alexnet', num_classes=num_classes, input_shape=input_shape)\n"),
     ("05_resnet", "basic_block", "labkit.models.resnet.residual_block", "from labkit.models.resnet import residual_block\n\n"
                                  "def basic_block(x, filters, stride):\n"
-                                 "    return residual_block(x, filters, stride, 'basic', 'mine')\n")])
+                                 "    return residual_block(x, filters, stride, 'basic', 'mine')\n"),
+    ("06_data_augmentation", "pca_color", "labkit.augment.pca_color_augment",
+     "import labkit.augment as aug\n\n"
+     "def pca_color(image, eigenvalues, eigenvectors, rng, std=0.1):\n"
+     "    return aug.pca_color_augment(image[None], eigenvalues, eigenvectors, std, rng)[0]\n"),
+    ("06_data_augmentation", "random_crop", "labkit.augment.random_crop_and_flip",
+     "from labkit.augment import random_crop_and_flip as crop_and_flip\n\n"
+     "def random_crop(image, crop_size, rng):\n"
+     "    return crop_and_flip(image[None], crop_size, rng)[0]\n")])
 def test_calling_labkits_reference_gets_no_credit(dist, lab, question, called, cheat, context, tmp_path):
     """An answer that calls labkit's network or block scores zero on every test of the question,
     each naming the call (the solution scores full marks on the same tests: above)."""

@@ -65,6 +65,26 @@ def reference_calls(fn, *args, **kwargs) -> tuple[object, list[str]]:
     return result, called
 
 
+def calls_to(functions, fn, *args, **kwargs) -> tuple[object, list[str]]:
+    """Run ``fn(*args, **kwargs)``; return its result and which of ``functions`` it entered,
+    directly or through others (``module.name``, in call order, without repeats): the same hook
+    as ``reference_calls``, for references outside ``labkit.models`` (labkit's augmentations by hand)."""
+    codes = {f.__code__: f"{f.__module__}.{f.__qualname__}" for f in functions}
+    called: list[str] = []
+
+    def hook(frame, event, arg):
+        if event == "call" and (name := codes.get(frame.f_code)) is not None and name not in called:
+            called.append(name)
+
+    previous = sys.getprofile()
+    sys.setprofile(hook)
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        sys.setprofile(previous)
+    return result, called
+
+
 def _layer_names(model) -> list[str]:
     names, stack = [model.name], list(getattr(model, "layers", []))
     while stack:
