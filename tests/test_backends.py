@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 # XLA/jit for the gpu profile, the CLI, a network of one's own, gradients, and one training notebook
 JAX_SUBSET = [
     "tests/test_models.py",
+    "tests/test_modern_models.py::test_each_family_computes_at_a_small_input",
     "tests/test_augment.py",
     "tests/test_data.py::test_numpy_batches_reshuffle_every_epoch_and_repeat",
     "tests/test_train.py::test_interrupted_run_resumes_at_the_next_epoch_and_keeps_its_history",

@@ -10,7 +10,11 @@ Options each family takes (passed through ``build``):
     alexnet    two_gpu=False, lrn=True, dropout=0.5
     vgg*       batch_norm=False, config= (e.g. "A-LRN" for vgg11, "C" for vgg16), dropout=0.5
     googlenet  aux_classifiers=False, batch_norm=False, lrn=True, dropout=0.4
-    resnet*    version=1 | 2
+    resnet*    version=1 | 2, se_ratio= (SE-ResNet: squeeze-and-excitation in every block)
+    seresnet*  ResNet v1 with squeeze-and-excitation (r = 16) in every block (Hu et al. 2018)
+    resnext50  config="50_32x4d"; resnext101 config="101_32x8d" (or "101_32x4d", "101_64x4d")
+    densenet121, densenet169, densenet201, densenet161
+    efficientnetb0 .. efficientnetb7  (B0 and its compound scaling; input: the variant's resolution)
     cifarresnet  depth=20 (6n + 2), residual=True (False: the plain network), for the
                degradation experiment (He et al. 2016, section 4.2)
 """
@@ -22,10 +26,13 @@ import keras
 
 from labkit.models import alexnet as _alexnet
 from labkit.models import cifar_resnet as _cifar_resnet
+from labkit.models import densenet as _densenet
+from labkit.models import efficientnet as _efficientnet
 from labkit.models import googlenet as _googlenet
 from labkit.models import lenet as _lenet
 from labkit.models import pretrained
 from labkit.models import resnet as _resnet
+from labkit.models import resnext as _resnext
 from labkit.models import vgg as _vgg
 from labkit.models.port import port_weights
 from labkit.models.pretrained import MissingWeightsError
@@ -49,6 +56,30 @@ def _resnet_builder(depth):
         depth, num_classes=num_classes, input_shape=input_shape, **options)
 
 
+def _se_resnet_builder(depth):
+    return lambda num_classes, input_shape, **options: _resnet.resnet(
+        depth, num_classes=num_classes, input_shape=input_shape, se_ratio=options.pop("se_ratio", 16), **options)
+
+
+def _resnext_builder(depth, default):
+    def build_resnext(num_classes, input_shape, config=default, **options):
+        if not config.startswith(f"{depth}_"):
+            raise ValueError(f"resnext{depth} has configurations "
+                             f"{', '.join(c for c in _resnext.CONFIGS if c.startswith(f'{depth}_'))}, not {config!r}")
+        return _resnext.resnext(config, num_classes=num_classes, input_shape=input_shape, **options)
+    return build_resnext
+
+
+def _densenet_builder(depth):
+    return lambda num_classes, input_shape, **options: _densenet.densenet(
+        depth, num_classes=num_classes, input_shape=input_shape, **options)
+
+
+def _efficientnet_builder(variant):
+    return lambda num_classes, input_shape, **options: _efficientnet.efficientnet(
+        variant, num_classes=num_classes, input_shape=input_shape, **options)
+
+
 # name: (builder(num_classes, input_shape, **options), paper input shape, minimum input side)
 REGISTRY = {
     "lenet5": (_lenet.lenet5, (32, 32, 1), _lenet.MIN_INPUT_SIZE),
@@ -57,9 +88,18 @@ REGISTRY = {
     "googlenet": (_googlenet.googlenet, (224, 224, 3), _googlenet.MIN_INPUT_SIZE),
     **{f"resnet{d}": (_resnet_builder(d), (224, 224, 3), _resnet.MIN_INPUT_SIZE) for d in _resnet.DEPTHS},
     "cifarresnet": (_cifar_resnet.cifar_resnet, (32, 32, 3), _cifar_resnet.MIN_INPUT_SIZE),
+    # beyond the four lab architectures (lab 09)
+    **{f"seresnet{d}": (_se_resnet_builder(d), (224, 224, 3), _resnet.MIN_INPUT_SIZE) for d in _resnet.DEPTHS},
+    "resnext50": (_resnext_builder(50, "50_32x4d"), (224, 224, 3), _resnext.MIN_INPUT_SIZE),
+    "resnext101": (_resnext_builder(101, "101_32x8d"), (224, 224, 3), _resnext.MIN_INPUT_SIZE),
+    **{f"densenet{d}": (_densenet_builder(d), (224, 224, 3), _densenet.MIN_INPUT_SIZE) for d in _densenet.CONFIGS},
+    **{f"efficientnet{v}": (_efficientnet_builder(v), (r, r, 3), _efficientnet.MIN_INPUT_SIZE)
+       for v, (_, _, r, _) in _efficientnet.SCALED.items()},
 }
 # built for one experiment (lab 05's degradation), not one of the course's ImageNet architectures
 EXPERIMENT_ONLY = ("cifarresnet",)
+# lab 09's families: lab 07's comparison lists them once they have been trained
+BEYOND_THE_LABS = tuple(name for name in REGISTRY if name.startswith(("seresnet", "resnext", "densenet", "efficientnet")))
 
 
 def available() -> list[str]:

@@ -26,9 +26,9 @@ def check_num_classes(num_classes) -> int:
 
 
 def classifier_output(x, num_classes: int, name: str, activation: str | None = "softmax",
-                      output_name: str = "predictions"):
+                      output_name: str = "predictions", kernel_initializer="glorot_uniform"):
     """The last fully connected layer, then softmax in float32 (stable under mixed precision)."""
-    x = keras.layers.Dense(num_classes, name=name)(x)
+    x = keras.layers.Dense(num_classes, kernel_initializer=kernel_initializer, name=name)(x)
     if activation is None:
         return keras.layers.Activation("linear", dtype="float32", name=output_name)(x)
     return keras.layers.Activation(activation, dtype="float32", name=output_name)(x)

@@ -14,7 +14,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-WEIGHTED = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.BatchNormalization)
+WEIGHTED = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense, keras.layers.BatchNormalization)
+# input preprocessing inside a reference model (keras.applications.EfficientNet's rescaling and
+# normalisation): not part of labkit's networks, which take normalised input; not copied
+PREPROCESSING = (keras.layers.Normalization,)
 
 
 def weighted_layers(model: keras.Model) -> list:
@@ -25,6 +28,8 @@ def weighted_layers(model: keras.Model) -> list:
             found += weighted_layers(layer)
         elif isinstance(layer, WEIGHTED):
             found.append(layer)
+        elif isinstance(layer, PREPROCESSING):
+            continue
         elif layer.weights:
             raise ValueError(f"{model.name}: layer {layer.name} ({type(layer).__name__}) has weights that "
                              "port_weights does not know how to copy.")
@@ -68,7 +73,7 @@ def port_weights(source: keras.Model, target: keras.Model, only: set | None = No
         if isinstance(a, keras.layers.BatchNormalization):
             conv = b.name.removesuffix("_bn") + "_conv"  # Keras' and labkit's naming: X_conv -> X_bn
             values = _fold_into_batch_norm(a, b, values, biases.pop(conv, None))
-        elif a.use_bias and not b.use_bias:  # Keras' ResNet convolutions: the bias moves into BN
+        elif getattr(a, "use_bias", False) and not b.use_bias:  # Keras' ResNet convolutions: the bias moves into BN
             values, biases[b.name] = values[:1], values[1]
         expected = [tuple(w.shape) for w in b.weights]
         if [v.shape for v in values] != expected:

@@ -33,6 +33,7 @@ import keras
 from keras import layers
 
 from labkit.models._common import check_input_shape, check_num_classes, classifier_output
+from labkit.models.senet import squeeze_excite
 
 # depth: (block, blocks per stage conv2_x..conv5_x)
 DEPTHS = {
@@ -48,7 +49,7 @@ MIN_INPUT_SIZE = 32  # total stride 32
 BN = dict(momentum=0.9, epsilon=1e-5)
 
 
-def _conv(x, filters, kernel, strides, name):
+def conv(x, filters, kernel, strides, name):
     """A convolution without bias. At stride 1 'same' padding is symmetric (kernel // 2 each
     side). At stride 2 TensorFlow's 'same' pads less before than after ((2, 3) for 7x7 on an
     even input), so a strided kxk convolution pads ``k // 2`` on every side explicitly, then runs
@@ -62,28 +63,33 @@ def _conv(x, filters, kernel, strides, name):
                          kernel_initializer="he_normal", name=name)(x)
 
 
-def _bn_relu(x, name, relu=True, zero_gamma=False):
+def bn_relu(x, name, relu=True, zero_gamma=False):
     x = layers.BatchNormalization(**BN, gamma_initializer="zeros" if zero_gamma else "ones", name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
-def residual_block(x, filters: int, strides: int, kind: str, name: str, zero_init_residual: bool = True):
+def residual_block(x, filters: int, strides: int, kind: str, name: str, zero_init_residual: bool = True,
+                   se_ratio: int | None = None):
     """v1 block: basic (3x3, 3x3) or bottleneck (1x1, 3x3, 1x1 x4); projection shortcut when
     the shape changes; ReLU after the addition. ``zero_init_residual``: the residual branch's
-    last BN starts with gamma = 0, so the block starts as the identity (Goyal et al. 2017)."""
+    last BN starts with gamma = 0, so the block starts as the identity (Goyal et al. 2017).
+    ``se_ratio``: squeeze-and-excitation on the residual branch before the addition (SE-ResNet,
+    ``labkit.models.senet``)."""
     out_channels = filters * EXPANSION[kind]
     shortcut = x
     if strides != 1 or x.shape[-1] != out_channels:
-        shortcut = _conv(x, out_channels, 1, strides, f"{name}_0_conv")
+        shortcut = conv(x, out_channels, 1, strides, f"{name}_0_conv")
         shortcut = layers.BatchNormalization(**BN, name=f"{name}_0_bn")(shortcut)
     if kind == "basic":
         convs = [(filters, 3, strides), (out_channels, 3, 1)]
     else:
         convs = [(filters, 1, strides), (filters, 3, 1), (out_channels, 1, 1)]
     for i, (f, k, s) in enumerate(convs, start=1):
-        x = _conv(x, f, k, s, f"{name}_{i}_conv")
+        x = conv(x, f, k, s, f"{name}_{i}_conv")
         last = i == len(convs)
-        x = _bn_relu(x, f"{name}_{i}", relu=not last, zero_gamma=last and zero_init_residual)
+        x = bn_relu(x, f"{name}_{i}", relu=not last, zero_gamma=last and zero_init_residual)
+    if se_ratio:
+        x = squeeze_excite(x, max(1, int(x.shape[-1]) // se_ratio), name=f"{name}_se")
     x = layers.Add(name=f"{name}_add")([shortcut, x])
     return layers.ReLU(name=f"{name}_out")(x)
 
@@ -93,10 +99,10 @@ def preact_block(x, filters: int, strides: int, kind: str, name: str, preactivat
     pre-activated input when the shape changes. ``preactivated``: the input is already BN-ReLU'd
     (the first block after the stem)."""
     out_channels = filters * EXPANSION[kind]
-    preact = x if preactivated else _bn_relu(x, f"{name}_preact")
+    preact = x if preactivated else bn_relu(x, f"{name}_preact")
     shortcut = x
     if strides != 1 or x.shape[-1] != out_channels:
-        shortcut = _conv(preact, out_channels, 1, strides, f"{name}_0_conv")
+        shortcut = conv(preact, out_channels, 1, strides, f"{name}_0_conv")
     if kind == "basic":
         convs = [(filters, 3, strides), (out_channels, 3, 1)]
     else:
@@ -104,17 +110,22 @@ def preact_block(x, filters: int, strides: int, kind: str, name: str, preactivat
     y = preact
     for i, (f, k, s) in enumerate(convs, start=1):
         if i > 1:
-            y = _bn_relu(y, f"{name}_{i - 1}")
-        y = _conv(y, f, k, s, f"{name}_{i}_conv")
+            y = bn_relu(y, f"{name}_{i - 1}")
+        y = conv(y, f, k, s, f"{name}_{i}_conv")
     return layers.Add(name=f"{name}_out")([shortcut, y])
 
 
 def resnet(depth: int = 50, num_classes: int = 1000, input_shape=(224, 224, 3), version: int = 1,
-           zero_init_residual: bool = True, classifier_activation="softmax") -> keras.Model:
+           zero_init_residual: bool = True, classifier_activation="softmax", se_ratio: int | None = None
+           ) -> keras.Model:
     """ResNet-``depth`` (18, 34, 50, 101, 152), post-activation (``version=1``) or
     full pre-activation (``version=2``). ``zero_init_residual`` (v1) starts every residual
     branch at zero, which keeps very deep nets trainable from the first step; it changes the
-    initial values only, not the architecture."""
+    initial values only, not the architecture. ``se_ratio`` (v1): SE-ResNet, a
+    squeeze-and-excitation block with reduction ``se_ratio`` (the paper's 16) in every block."""
+    if se_ratio is not None and (version != 1 or not isinstance(se_ratio, int) or se_ratio < 1):
+        raise ValueError(f"se_ratio must be a positive whole number (the SE paper's 16), for version 1; "
+                         f"got se_ratio={se_ratio!r}, version={version!r}")
     if depth not in DEPTHS:
         raise ValueError(f"ResNet depth must be one of {', '.join(map(str, DEPTHS))}, got {depth!r}")
     if version not in (1, 2):
@@ -123,8 +134,8 @@ def resnet(depth: int = 50, num_classes: int = 1000, input_shape=(224, 224, 3), 
     check_input_shape(input_shape, MIN_INPUT_SIZE, f"ResNet-{depth}")
     kind, blocks = DEPTHS[depth]
     inputs = keras.Input(shape=input_shape, name="input")
-    x = _conv(inputs, 64, 7, 2, "conv1_conv")
-    x = _bn_relu(x, "conv1")
+    x = conv(inputs, 64, 7, 2, "conv1_conv")
+    x = bn_relu(x, "conv1")
     # 3x3/2 max-pool with one pixel on every side. Zeros act as -inf would: the input is a ReLU's.
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
@@ -133,11 +144,12 @@ def resnet(depth: int = 50, num_classes: int = 1000, input_shape=(224, 224, 3), 
             strides = 2 if (b == 1 and stage > 2) else 1
             name = f"conv{stage}_block{b}"
             if version == 1:
-                x = residual_block(x, width, strides, kind, name, zero_init_residual)
+                x = residual_block(x, width, strides, kind, name, zero_init_residual, se_ratio)
             else:
                 x = preact_block(x, width, strides, kind, name, preactivated=(stage == 2 and b == 1))
     if version == 2:
-        x = _bn_relu(x, "post")
+        x = bn_relu(x, "post")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = classifier_output(x, num_classes, "fc", classifier_activation)
-    return keras.Model(inputs, outputs, name=f"resnet{depth}{'_v2' if version == 2 else ''}")
+    prefix = "se_" if se_ratio else ""
+    return keras.Model(inputs, outputs, name=f"{prefix}resnet{depth}{'_v2' if version == 2 else ''}")
