@@ -122,3 +122,45 @@ def test_each_family_computes_at_a_small_input(name):
     net = models.build(name, num_classes=17, input_shape=(32, 32, 3))
     probs = net.predict(np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32), verbose=0)  # compiled once
     assert probs.shape == (2, 17) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_inception_v3_modules_are_keras_applications_mixed_blocks():
+    """Each module has the parameters and output of the released model's block (mixed0, mixed1,
+    mixed4, mixed9, mixed10); the factorisations save what the paper says."""
+    from labkit.models import inception_v3 as v3
+
+    reference = keras.applications.InceptionV3(weights=None)
+    layer_names = [layer.name for layer in reference.layers]
+
+    def params_up_to(name):
+        return models.count_trainable(keras.Model(reference.inputs, reference.get_layer(name).output))
+
+    stem = next(n for n in reversed(layer_names[:layer_names.index("mixed0")]) if n.startswith("max_pooling2d"))
+    cases = [(stem, "mixed0", lambda x: v3.module_a(x, 32, "a")), ("mixed0", "mixed1", lambda x: v3.module_a(x, 64, "a")),
+             ("mixed3", "mixed4", lambda x: v3.module_b(x, 128, "b")), ("mixed8", "mixed9", lambda x: v3.module_c(x, "c")),
+             ("mixed9", "mixed10", lambda x: v3.module_c(x, "c"))]
+    for before, block, build in cases:
+        inputs = keras.Input(tuple(reference.get_layer(before).output.shape[1:]))
+        ours = keras.Model(inputs, build(inputs))
+        assert ours.output.shape[1:] == reference.get_layer(block).output.shape[1:], block
+        assert models.count_trainable(ours) == params_up_to(block) - params_up_to(before), block
+        keras.backend.clear_session()
+    assert v3.saving(5, "smaller") == pytest.approx(0.28) and v3.saving(3) == pytest.approx(1 / 3)
+    assert v3.saving(7) == pytest.approx(1 - 14 / 49)
+
+
+def test_highway_gate_starts_mostly_closed_and_costs_a_convolution():
+    from labkit.models import highway
+
+    net = models.build("cifar_highway", depth=20, num_classes=10)
+    plain = models.build("cifar_resnet", depth=20, residual=False, num_classes=10)
+    resnet = models.build("cifar_resnet", depth=20, num_classes=10)
+    gates = [layer for layer in net.layers if layer.name.endswith("_gate")]
+    assert len(gates) == 9
+    assert models.count_trainable(net) - models.count_trainable(resnet) == sum(
+        highway.gate_parameters(int(g.filters)) + (int(g.input.shape[-1]) - int(g.filters)) * 9 * int(g.filters)
+        for g in gates)
+    assert models.count_trainable(resnet) > models.count_trainable(plain)   # the two projections
+    t = keras.Model(net.inputs, net.get_layer("stage1_block1_gate").output)
+    opening = keras.ops.convert_to_numpy(t(np.zeros((1, 32, 32, 3), "float32")))
+    assert np.allclose(opening, 1 / (1 + np.e), atol=0.05)   # sigmoid(-1): the input is mostly carried

@@ -17,6 +17,7 @@ Options each family takes (passed through ``build``):
     efficientnetb0 .. efficientnetb7  (B0 and its compound scaling; input: the variant's resolution)
     cifarresnet  depth=20 (6n + 2), residual=True (False: the plain network), for the
                degradation experiment (He et al. 2016, section 4.2)
+    cifarhighway depth=20, gate_bias=-1.0: the same network with highway blocks (lab 09)
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from labkit.models import cifar_resnet as _cifar_resnet
 from labkit.models import densenet as _densenet
 from labkit.models import efficientnet as _efficientnet
 from labkit.models import googlenet as _googlenet
+from labkit.models import highway as _highway
 from labkit.models import lenet as _lenet
 from labkit.models import pretrained
 from labkit.models import resnet as _resnet
@@ -88,6 +90,7 @@ REGISTRY = {
     "googlenet": (_googlenet.googlenet, (224, 224, 3), _googlenet.MIN_INPUT_SIZE),
     **{f"resnet{d}": (_resnet_builder(d), (224, 224, 3), _resnet.MIN_INPUT_SIZE) for d in _resnet.DEPTHS},
     "cifarresnet": (_cifar_resnet.cifar_resnet, (32, 32, 3), _cifar_resnet.MIN_INPUT_SIZE),
+    "cifarhighway": (_highway.cifar_highway, (32, 32, 3), _cifar_resnet.MIN_INPUT_SIZE),
     # beyond the four lab architectures (lab 09)
     **{f"seresnet{d}": (_se_resnet_builder(d), (224, 224, 3), _resnet.MIN_INPUT_SIZE) for d in _resnet.DEPTHS},
     "resnext50": (_resnext_builder(50, "50_32x4d"), (224, 224, 3), _resnext.MIN_INPUT_SIZE),
@@ -97,7 +100,7 @@ REGISTRY = {
        for v, (_, _, r, _) in _efficientnet.SCALED.items()},
 }
 # built for one experiment (lab 05's degradation), not one of the course's ImageNet architectures
-EXPERIMENT_ONLY = ("cifarresnet",)
+EXPERIMENT_ONLY = ("cifarresnet", "cifarhighway")
 # lab 09's families: lab 07's comparison lists them once they have been trained
 BEYOND_THE_LABS = tuple(name for name in REGISTRY if name.startswith(("seresnet", "resnext", "densenet", "efficientnet")))
 

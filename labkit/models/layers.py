@@ -156,3 +156,14 @@ class CaffePreprocessing(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "input_range": self.input_range}
+
+
+@keras.saving.register_keras_serializable(package="labkit")
+class HighwayGate(keras.layers.Layer):
+    """Srivastava, Greff & Schmidhuber 2015: ``y = H(x) * T(x) + x * (1 - T(x))``, called on
+    ``[h, carry, t]``. No weights: the transform gate ``t`` (a sigmoid in (0, 1)) is computed by the
+    layer before it (``labkit.models.highway``)."""
+
+    def call(self, inputs):
+        h, carry, t = inputs
+        return h * t + carry * (1.0 - t)
