@@ -138,7 +138,8 @@ def test_imagenet_weights_offline_name_the_file_and_the_folder(keras_home, monke
 
 @pytest.mark.parametrize("name, options", [("alexnet", {}), ("googlenet", {}), ("resnet18", {}),
                                            ("lenet5", {}), ("resnet50", {"version": 2}),
-                                           ("vgg16", {"batch_norm": True})])
+                                           ("vgg16", {"batch_norm": True}), ("densenet161", {}),
+                                           ("resnext50", {}), ("seresnet50", {})])
 def test_no_imagenet_weights_exist_for_these(name, options):
     assert not models.has_imagenet_weights(name, **options)
     with pytest.raises(ValueError) as err:
@@ -191,3 +192,30 @@ def test_preprocess_is_keras_caffe_preprocessing():
         np.testing.assert_allclose(keras.ops.convert_to_numpy(scaled), expected, atol=1e-3)
     with pytest.raises(ValueError):
         models.preprocess("alexnet")
+
+
+@pytest.mark.parametrize("name, reference", [("densenet121", keras.applications.DenseNet121),
+                                             ("efficientnetb0", keras.applications.EfficientNetB0)])
+def test_densenet_and_efficientnet_backbones_load_from_keras_cache(name, reference, keras_home, monkeypatch):
+    monkeypatch.setenv("LABKIT_OFFLINE", "1")
+    theirs = randomize(reference(weights=None, include_top=False, input_shape=(64, 64, 3)))
+    for layer in theirs.layers:  # Keras' EfficientNet normalises inside; labkit's preprocess() does that
+        if isinstance(layer, keras.layers.Normalization):
+            for w in layer.weights:
+                w.assign(np.full(w.shape, 1.0 if w.path.endswith("variance") else 0.0, "float32"))
+    _publish(theirs, keras_home, monkeypatch, name, top=False)
+    model = models.build(name, num_classes=17, input_shape=(64, 64, 3), weights="imagenet")
+    last = "relu" if name.startswith("densenet") else "top_activation"
+    features = keras.Model(model.inputs, model.get_layer(last).output)
+    scale = 255.0 if name.startswith("efficientnet") else 1.0
+    scaled = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.Rescaling(scale), theirs])
+    assert_same_function(scaled, features, (64, 64, 3))
+
+
+def test_preprocess_for_densenet_and_efficientnet_is_imagenets_mean_and_std():
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    expected = keras.applications.densenet.preprocess_input(images.copy())   # Keras' "torch" mode
+    for name in ("densenet121", "efficientnetb3"):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(models.preprocess(name)(images)), expected, atol=1e-4)
+        scaled = models.preprocess(name, input_range=1.0)(images / 255.0)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(scaled), expected, atol=1e-4)

@@ -1,19 +1,20 @@
 """ImageNet weights for labkit's builders: Keras' published files, ported into labkit's networks.
 
-labkit's VGG-16/19 and ResNet-50/101/152 (v1) compute exactly the functions of
-``keras.applications.VGG16/VGG19/ResNet50/ResNet101/ResNet152`` (tested by copying weights and
-comparing outputs). So the weights Keras publishes, trained on ImageNet, load into them:
+labkit's VGG-16/19, ResNet-50/101/152 (v1), DenseNet-121/169/201 and EfficientNet-B0 compute
+exactly the functions of ``keras.applications``' networks of those names (tested by copying weights
+and comparing outputs; EfficientNet B1-B7 are the same blocks, scaled). So the weights Keras publishes, trained on ImageNet, load into them:
 Keras downloads the file (``keras.utils.get_file``: its cache, ``~/.keras/models`` or
 ``$KERAS_HOME/models``, and its MD5 checksum), builds its own model from it, and
 ``port_weights`` copies it into labkit's.
 
-With 1000 classes at the paper's 224 px the whole network is loaded, classifier included.
+With 1000 classes at the paper's input size (224 px; EfficientNet: its variant's) the whole
+network is loaded, classifier included.
 Otherwise Keras' ``_notop`` file gives the convolutional backbone and the classifier starts new
 (VGG's fc6, fc7 and fc8; ResNet's fc), as ``include_top=False`` does in Keras.
 
 No published weights exist for AlexNet, GoogLeNet, ResNet-18/34, LeNet-5, labkit's ResNet v2
-(its blocks downsample where the paper's do, not where ``ResNet50V2``'s do) or VGG with batch
-norm; asking for them raises ``ValueError``.
+(its blocks downsample where the paper's do, not where ``ResNet50V2``'s do), VGG with batch
+norm, DenseNet-161, ResNeXt or SE-ResNet; asking for them raises ``ValueError``.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from labkit.models.layers import CaffePreprocessing
 from labkit.models.port import port_weights
 
 KERAS_WEIGHTS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+KERAS_EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -44,12 +46,14 @@ class Published:
     md5: str                    # of the full network
     md5_notop: str              # of the convolutional backbone
     options: tuple = ()         # labkit builder options the weights need, as (name, value)
-    preprocessing: str = "caffe"
+    preprocessing: str = "caffe"   # "caffe" (BGR, mean pixel subtracted) or "torch" (RGB in [0, 1], ImageNet mean and std)
+    base: str = KERAS_WEIGHTS   # where the files lie
+    size: int = 224             # the input side the whole network (with its classifier) was trained at
 
     def file(self, top: bool) -> tuple[str, str, str]:
         """``(file name, URL, md5)``."""
         name = Path(self.stem).name + (".h5" if top else "_notop.h5")
-        return name, KERAS_WEIGHTS + self.stem + (".h5" if top else "_notop.h5"), self.md5 if top else self.md5_notop
+        return name, self.base + self.stem + (".h5" if top else "_notop.h5"), self.md5 if top else self.md5_notop
 
 
 _RESNET = "resnet/resnet{}_weights_tf_dim_ordering_tf_kernels"
@@ -66,7 +70,28 @@ IMAGENET = {
                            "88cf7a10940856eca736dc7b7e228a21", (("version", 1),)),
     "resnet152": Published("ResNet152", _RESNET.format(152), "100835be76be38e30d865e96f2aaae62",
                            "ee4c566cf9a93f14d82f913c2dc6dd0c", (("version", 1),)),
+    **{f"densenet{depth}": Published(f"DenseNet{depth}", f"densenet/densenet{depth}_weights_tf_dim_ordering_tf_kernels",
+                                     md5, md5_notop, preprocessing="torch")
+       for depth, md5, md5_notop in ((121, "9d60b8095a5708f2dcce2bca79d332c7", "30ee3e1110167f948a6b9946edeeb738"),
+                                     (169, "d699b8f76981ab1b30698df4c175e90b", "b8c4d4c20dd625c148057b9ff1c1176b"),
+                                     (201, "1ceb130c1ea1b78c3bf6114dbdfd8807", "c13680b51ded0fb44dff2d8f86ac8bb1"))},
+    # EfficientNet: trained in TensorFlow on RGB in [0, 1] normalised by ImageNet's mean and std
+    # (Keras' models hold that normalisation inside them; labkit's networks take it from preprocess())
+    **{f"efficientnet{v}": Published(f"EfficientNet{v.upper()}", f"efficientnet{v}", md5, md5_notop,
+                                     preprocessing="torch", base=KERAS_EFFICIENTNET, size=size)
+       for v, size, md5, md5_notop in (
+           ("b0", 224, "902e53a9f72be733fc0bcb005b3ebbac", "50bc09e76180e00e4465e1a485ddc09d"),
+           ("b1", 240, "1d254153d4ab51201f1646940f018540", "74c4e6b3e1f6a1eea24c589628592432"),
+           ("b2", 260, "b15cce36ff4dcbd00b6dd88e7857a6ad", "111f8e2ac8aa800a7a99e3239f7bfb39"),
+           ("b3", 300, "ffd1fdc53d0ce67064dc6a9c7960ede0", "af6d107764bb5b1abb91932881670226"),
+           ("b4", 380, "18c95ad55216b8f92d7e70b3a046e2fc", "ebc24e6d6c33eaebbd558eafbeedf1ba"),
+           ("b5", 456, "ace28f2a6363774853a83a0b21b9421a", "38879255a25d3c92d5e44e04ae6cec6f"),
+           ("b6", 528, "165f6e37dce68623721b423839de8be5", "9ecce42647a20130c1f39a5d4cb75743"),
+           ("b7", 600, "8c03f828fec3ef71311cd463b6759d99", "cbcfe4450ddf6f3ad90b1b398090fe4a"))},
 }
+# ImageNet's channel statistics for RGB in [0, 1] ("torch" preprocessing)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 # the builders' defaults for the options above
 _DEFAULTS = {"config": {"vgg16": "D", "vgg19": "E"}, "batch_norm": False, "version": 1}
 
@@ -119,9 +144,9 @@ def load_imagenet(model: keras.Model, name: str, options: dict | None = None) ->
     when it has 1000 classes at 224x224x3, else the backbone only. Returns the layers copied."""
     shape = tuple(model.inputs[0].shape[1:])
     classes = int(model.outputs[0].shape[-1])
-    top = classes == 1000 and shape == (224, 224, 3)
-    path = weights_file(name, top, options)
     entry = published(name, options)
+    top = classes == 1000 and shape == (entry.size, entry.size, 3)
+    path = weights_file(name, top, options)
     build_reference = getattr(keras.applications, entry.application)
     reference = build_reference(weights=str(path), include_top=top, input_shape=shape)
     return port_weights(reference, model)
@@ -129,10 +154,13 @@ def load_imagenet(model: keras.Model, name: str, options: dict | None = None) ->
 
 def preprocess(name: str, input_range: float = 255.0) -> keras.layers.Layer:
     """The input scaling that ``name``'s ImageNet weights expect, as a layer: Caffe's (BGR, mean
-    pixel subtracted, no division) for VGG and ResNet v1. ``input_range``: 255 for images in
+    pixel subtracted, no division) for VGG and ResNet v1; RGB in [0, 1] normalised by ImageNet's
+    channel mean and standard deviation for DenseNet and EfficientNet. ``input_range``: 255 for images in
     0-255, 1 for images in [0, 1]. ``labkit.train`` puts it in front of the network by itself
     when it starts from these weights (instead of the training set's channel statistics)."""
     entry = published(name)
-    if entry.preprocessing != "caffe":  # pragma: no cover - every published file so far is Caffe's
-        raise ValueError(f"unknown preprocessing {entry.preprocessing!r}")
-    return CaffePreprocessing(input_range=input_range, name="imagenet_preprocessing")
+    if entry.preprocessing == "caffe":
+        return CaffePreprocessing(input_range=input_range, name="imagenet_preprocessing")
+    return keras.Sequential([keras.layers.Rescaling(1.0 / input_range),
+                             keras.layers.Normalization(mean=IMAGENET_MEAN, variance=[s * s for s in IMAGENET_STD])],
+                            name="imagenet_preprocessing")

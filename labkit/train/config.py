@@ -66,7 +66,8 @@ class TrainConfig:
     classes: list | None = option(None, "train on these classes only (numbers 0-16 or names), labelled 0..k-1 "
                                         "in this order (default: all 17)")
     images_per_class: int | None = option(None, "at most this many training images of each class (default: all)")
-    weights: str | None = option(None, "start from ImageNet weights (VGG-16/19, ResNet-50/101/152): the "
+    weights: str | None = option(None, "start from ImageNet weights (VGG-16/19, ResNet-50/101/152, DenseNet-121/"
+                                       "169/201, EfficientNet-B0..B7): the "
                                        "backbone, with a new classifier", ("imagenet",))
     init: str | None = option(None, "start from a labkit run: its folder or its best.keras (the classifier "
                                     "too when the classes are the same)")
@@ -154,7 +155,7 @@ def check(cfg: TrainConfig) -> None:
             raise ValueError(f"weights must be 'imagenet'; to start from a file use init. Got {cfg.weights!r}.")
         if not lkmodels.has_imagenet_weights(cfg.model, **cfg.model_options):
             raise ValueError(f"No ImageNet weights exist for {cfg.model} {cfg.model_options or ''}; Keras publishes "
-                             "them for VGG-16/19 and ResNet-50/101/152 (v1).")
+                             "them for VGG-16/19, ResNet-50/101/152 (v1), DenseNet-121/169/201 and EfficientNet-B0..B7.")
     if cfg.init is not None:
         from pathlib import Path
 
