@@ -243,3 +243,35 @@ def loss_gradients(model, loss_fn, inputs, targets) -> list:
         variable.assign(value)
     return [np.zeros(tuple(v.shape), "float32") if g is None else keras.ops.convert_to_numpy(g)
             for v, g in zip(variables, grads)]
+
+
+def input_gradient(fn, inputs):
+    """``(value, gradient)``: ``fn(inputs)`` summed to a scalar, and its gradient with respect to
+    ``inputs`` (the images, not the weights), as NumPy arrays, on whichever backend Keras runs.
+    ``fn`` maps a tensor to a tensor with ``keras.ops``/Keras models (inference mode)."""
+    import numpy as np
+
+    x = np.asarray(inputs, dtype="float32")
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tensor = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(tensor)
+            value = tf.reduce_sum(fn(tensor))
+        grad = tape.gradient(value, tensor)
+    elif backend == "jax":
+        import jax
+
+        value, grad = jax.value_and_grad(lambda t: keras.ops.sum(fn(t)))(jax.numpy.asarray(x))
+    elif backend == "torch":
+        import torch
+
+        tensor = torch.tensor(x, device=keras.ops.convert_to_tensor(0.0).device, requires_grad=True)
+        with torch.enable_grad():
+            value = fn(tensor).sum()
+            (grad,) = torch.autograd.grad(value, tensor)
+    else:
+        raise NotImplementedError(f"gradients on the {backend} backend")
+    return float(keras.ops.convert_to_numpy(value)), keras.ops.convert_to_numpy(grad)

@@ -14,7 +14,8 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 
 # builders with their exact counts, augmentation, LRN, a smoke train interrupted and resumed,
-# XLA/jit for the gpu profile, the CLI, a network of one's own, gradients, and one training notebook
+# XLA/jit for the gpu profile, the CLI, a network of one's own, gradients (of the loss and of the
+# input: lab 10's explanations), and one training notebook
 JAX_SUBSET = [
     "tests/test_models.py",
     "tests/test_modern_models.py::test_each_family_computes_at_a_small_input",
@@ -26,6 +27,7 @@ JAX_SUBSET = [
     "tests/test_train.py::test_ten_crops_are_corners_centre_and_mirrors",
     "tests/test_own_network.py::test_own_network_and_recipe_train_record_and_rerun_without_retraining",
     "tests/test_inspect.py::test_gradient_norms_match_the_analytic_gradient_and_leave_the_model_as_it_was",
+    "tests/test_visualize.py",
     "notebooks/02_alexnet.ipynb",
 ]
 
@@ -40,7 +42,8 @@ def _env(**extra):
 # under a real torch.compile), to keep CI under 20 minutes; the builders' counts, the CLI and a
 # notebook run under JAX, and every notebook passed under PyTorch by hand (README, Backends)
 TORCH_SUBSET = [t for t in JAX_SUBSET if t.startswith(("tests/test_augment.py", "tests/test_train.py",
-                                                        "tests/test_inspect.py::test_gradient_norms"))
+                                                        "tests/test_inspect.py::test_gradient_norms",
+                                                        "tests/test_visualize.py"))
                 and not t.endswith("test_cli_trains_end_to_end_in_smoke")]
 
 
