@@ -46,6 +46,9 @@ class Profile:
     # learning rate (a patience longer than the run): the comparison is of training, and an early
     # plateau of the validation accuracy would cut the rate of one run and not another
     degradation_experiment: dict = dataclasses.field(default_factory=dict)
+    # lab 09: networks beyond the four labs, each trained with its ``for_model`` settings (the same
+    # recipe as ResNet-18's), to join lab 07's comparison
+    modern_models: tuple = ()
     # what the recipe's full length reached (measured, README): a run the budget shortened says so
     expected_val_accuracy: dict = dataclasses.field(default_factory=dict)
 
@@ -80,6 +83,8 @@ PROFILES: dict[str, Profile] = {
         degradation_experiment={"image_size": 64, "depths": [20, 56], "deep_run_minutes": 4, "optimizer": "sgd",
                                 "learning_rate": 0.05, "weight_decay": 1e-4, "plateau_patience": 40,
                                 "augmentation": "light"},
+        # lab 09's networks train with ResNet-18's gpu recipe (the defaults); not measured on a GPU
+        modern_models=("densenet121", "seresnet18"),
         budget_minutes=15,  # a lab on a Colab T4 (the slowest GPU students get); a faster GPU runs all 60 epochs
     ),
     "cpu": Profile(
@@ -100,7 +105,11 @@ PROFILES: dict[str, Profile] = {
             # schedule (lr / 10 on plateau) needs more epochs than 15 minutes hold. bfloat16 where
             # the CPU has it: 1.28x faster steps (benchmark, best of 4), a margin on the budget
             "resnet18": {"epochs": 45, "optimizer": "adamw", "ema": True, "mixed_precision": True},
+            # lab 09: the same recipe, so that the comparison is of the architectures
+            "densenet121": {"epochs": 45, "optimizer": "adamw", "ema": True, "mixed_precision": True},
+            "seresnet18": {"epochs": 45, "optimizer": "adamw", "ema": True, "mixed_precision": True},
         },
+        modern_models=("densenet121", "seresnet18"),
         # measured without weight averaging (README, lab 06's experiment)
         augmentation_experiment={"model": "resnet18", "image_size": 64, "epochs": 25, "optimizer": "adamw",
                                  "ema": False},
@@ -132,6 +141,8 @@ PROFILES: dict[str, Profile] = {
         degradation_experiment={"image_size": 32, "depths": [8, 14], "deep_run_minutes": 1, "optimizer": "sgd",
                                 "learning_rate": 0.05, "weight_decay": 1e-4, "plateau_patience": 40,
                                 "augmentation": "light"},
+        models={"densenet121": {"image_size": 32}, "seresnet18": {"image_size": 32}},
+        modern_models=("densenet121", "seresnet18"),
     ),
 }
 
