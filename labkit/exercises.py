@@ -36,11 +36,14 @@ def own(fn, *args, **kwargs):
 
 def by_hand(fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, checked to be written by hand: it must not call labkit's own
-    versions of AlexNet's augmentations (``labkit.augment``: ``random_crop_and_flip``, ``rgb_pca``,
-    ``pca_color_augment``, ``enlarge``), which are the check, and must return something."""
-    from labkit import augment
+    versions, which are the check: AlexNet's augmentations (``labkit.augment``:
+    ``random_crop_and_flip``, ``rgb_pca``, ``pca_color_augment``, ``enlarge``) and lab 10's
+    explanations (``labkit.visualize``: ``occlusion``, ``saliency``, ``grad_cam``). It must return
+    something."""
+    from labkit import augment, visualize
 
-    references = (augment.random_crop_and_flip, augment.rgb_pca, augment.pca_color_augment, augment.enlarge)
+    references = (augment.random_crop_and_flip, augment.rgb_pca, augment.pca_color_augment, augment.enlarge,
+                  visualize.occlusion, visualize.saliency, visualize.grad_cam)
     name = getattr(fn, "__name__", "your function")
     result, called = calls_to(references, fn, *args, **kwargs)
     assert not called, (

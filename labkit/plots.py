@@ -384,3 +384,92 @@ def transfer_curves(table, title: str | None = None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- lab 10: what a network learned
+
+def image_grid(images, titles=None, columns: int = 6, title: str | None = None, cell: float = 1.7):
+    """Images (floats in [0, 1] or uint8) in a grid, each with an optional title."""
+    plt = _plt()
+    images = list(images)
+    titles = list(titles) if titles is not None else [""] * len(images)
+    rows = int(np.ceil(len(images) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(cell * columns, (cell + 0.35) * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, text in zip(axes.ravel(), images, titles):
+        image = np.asarray(image)
+        ax.imshow(image if image.dtype == np.uint8 else np.clip(image, 0, 1))
+        ax.set_title(text, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def filters_side_by_side(models: dict, max_filters: int = 32, columns: int = 8):
+    """The first convolution's filters of several networks, one panel each (lab 10): what each
+    architecture learned to look for first, at its own filter size."""
+    import keras
+
+    plt = _plt()
+    fig = plt.figure(figsize=(3.2 * len(models), 3.8))
+    outer = fig.add_gridspec(1, len(models), wspace=0.15)
+    for k, (name, model) in enumerate(models.items()):
+        layer = next(l for l in _all_layers(model) if isinstance(l, keras.layers.Conv2D))
+        kernel = keras.ops.convert_to_numpy(layer.kernel)[..., :max_filters]
+        n, rows = kernel.shape[-1], int(np.ceil(min(max_filters, kernel.shape[-1]) / columns))
+        inner = outer[k].subgridspec(rows + 1, columns, hspace=0.08, wspace=0.08,
+                                     height_ratios=[0.35] + [1] * rows)
+        head = fig.add_subplot(inner[0, :])
+        head.axis("off")
+        head.text(0.5, 0.0, f"{name}\n{n} of {layer.kernel.shape[-1]} filters, "
+                  f"{kernel.shape[0]}x{kernel.shape[1]}", ha="center", va="bottom", fontsize=9)
+        for i in range(rows * columns):
+            ax = fig.add_subplot(inner[1 + i // columns, i % columns])
+            ax.axis("off")
+            if i < n:
+                f = kernel[..., i]
+                f = (f - f.min()) / max(f.max() - f.min(), 1e-8)
+                ax.imshow(f if f.shape[-1] == 3 else f[..., 0], cmap=None if f.shape[-1] == 3 else "gray",
+                          interpolation="nearest")
+    return fig
+
+
+def explanations(images, maps: dict, titles=None, alpha: float = 0.5):
+    """One row per image: the image, then each explanation (``maps``: method name -> (N, H, W) in
+    [0, 1]) laid over it as a heat map."""
+    plt = _plt()
+    images = np.asarray(images)
+    columns = 1 + len(maps)
+    fig, axes = plt.subplots(len(images), columns, figsize=(2.2 * columns, 2.3 * len(images)), squeeze=False)
+    for i, image in enumerate(images):
+        shown = np.clip(image, 0, 1)
+        axes[i, 0].imshow(shown)
+        axes[i, 0].set_title(titles[i] if titles is not None else "", fontsize=8)
+        for j, (method, values) in enumerate(maps.items(), start=1):
+            axes[i, j].imshow(shown)
+            axes[i, j].imshow(values[i], cmap="jet", alpha=alpha, vmin=0, vmax=max(float(values[i].max()), 1e-8))
+            if i == 0:
+                axes[i, j].set_title(method, fontsize=9)
+        for ax in axes[i]:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def embedding(xy, labels, class_names, title: str | None = None):
+    """A 2-D embedding (t-SNE) of feature vectors, one colour and marker per class."""
+    plt = _plt()
+    xy, labels = np.asarray(xy), np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(8, 6.5))
+    colours = plt.get_cmap("tab20")
+    for c in sorted(set(labels.tolist())):
+        points = xy[labels == c]
+        ax.scatter(points[:, 0], points[:, 1], s=18, color=colours(c % 20), marker="os^D"[c // 5 % 4],
+                   label=class_names[c])
+    ax.set_xticks([]); ax.set_yticks([])
+    ax.legend(fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.set_title(title or "t-SNE of the penultimate layer's features (test images)")
+    fig.tight_layout()
+    return fig

@@ -20,19 +20,53 @@ from keras import ops
 from labkit.backend import input_gradient
 
 
-def _layer(model, name: str):
-    from labkit.plots import find_layer
+def unwrap(model):
+    """``(front, net)``: a run's inference model is input -> normalisation -> architecture (a
+    nested model); ``net`` is the architecture and ``front(x)`` applies what comes before it. A
+    plain architecture is its own ``net`` with nothing in front."""
+    nets = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(nets) != 1:
+        return (lambda x: x), model
+    before = model.layers[1:model.layers.index(nets[0])]
 
-    return find_layer(model, name)
+    def front(x):
+        for layer in before:
+            x = layer(x, training=False)
+        return x
+
+    return front, nets[0]
+
+
+def _sub_model(net, layer: str):
+    """``net`` from its input to ``layer``'s output."""
+    return keras.Model(net.inputs, net.get_layer(layer).output)
+
+
+_PASS_THROUGH = (keras.layers.InputLayer, keras.layers.BatchNormalization, keras.layers.ZeroPadding2D,
+                 keras.layers.Dropout)
+
+
+def spatial_layers(model) -> list[str]:
+    """The layers of ``model``'s architecture with feature maps (4-D outputs), in order; padding,
+    batch norm and dropout left out."""
+    _, net = unwrap(model)
+    return [layer.name for layer in net.layers
+            if not isinstance(layer, _PASS_THROUGH) and len(layer.output.shape) == 4]
+
+
+def layers_at_depths(model, fractions=(0.25, 0.5, 0.9)) -> list[str]:
+    """Layers with feature maps at these fractions of the network's depth: the same question for
+    any architecture, whatever its layers are named (a network you wrote names them itself)."""
+    names = spatial_layers(model)
+    return [names[min(len(names) - 1, int(f * len(names)))] for f in fractions]
 
 
 def last_conv_layer(model) -> str:
-    """The name of the last layer with a spatial (4-D) output: where Grad-CAM looks."""
-    for layer in reversed(model.layers):
-        shape = getattr(layer, "output", None)
-        if shape is not None and len(layer.output.shape) == 4 and not isinstance(layer, keras.layers.InputLayer):
-            return layer.name
-    raise ValueError(f"{model.name} has no layer with a spatial output")
+    """The name of the last layer with feature maps: where Grad-CAM looks."""
+    names = spatial_layers(model)
+    if not names:
+        raise ValueError(f"{model.name} has no layer with a spatial output")
+    return names[-1]
 
 
 def _classes(model, images, class_index):
@@ -58,7 +92,8 @@ def activation_maximization(model, layer: str, channel: int, size: int | None = 
     ``blur_every`` steps (regularisers that keep the image from turning to high-frequency noise;
     Yosinski et al. 2015). Returns ``(image, activations)``: the image (H, W, 3) in [0, 1] and the
     mean activation before each step and after the last."""
-    target = keras.Model(model.inputs, _layer(model, layer).output)
+    front, net = unwrap(model)
+    target = _sub_model(net, layer)
     if not 0 <= channel < int(target.output.shape[-1]):
         raise ValueError(f"{layer} has {int(target.output.shape[-1])} channels; channel {channel} does not exist")
     side = size or int(model.inputs[0].shape[1])
@@ -68,7 +103,7 @@ def activation_maximization(model, layer: str, channel: int, size: int | None = 
     image = (0.5 + 0.25 * (rng.random((1, side, side, 3)) - 0.5)).astype("float32")
 
     def objective(x):
-        return ops.mean(target(x, training=False)[..., channel])
+        return ops.mean(target(front(x), training=False)[..., channel])
 
     trace = []
     for step in range(steps):
@@ -110,10 +145,11 @@ def grad_cam(model, images, layer: str | None = None, class_index=None):
     the image. Returns ``(N, H, W)`` in [0, 1]."""
     images = np.asarray(images, dtype="float32")
     layer = layer or last_conv_layer(model)
-    cut = _layer(model, layer).output
-    body, head = keras.Model(model.inputs, cut), keras.Model(cut, model.outputs)
+    front, net = unwrap(model)
+    cut = net.get_layer(layer).output
+    body, head = keras.Model(net.inputs, cut), keras.Model(cut, net.outputs)
     classes = _classes(model, images, class_index)
-    maps = keras.ops.convert_to_numpy(body(images, training=False))
+    maps = keras.ops.convert_to_numpy(body(front(images), training=False))
     _, grad = input_gradient(lambda m: _class_scores(head(m, training=False), classes), maps)
     weights = grad.mean(axis=(1, 2), keepdims=True)
     cam = np.maximum((weights * maps).sum(axis=-1), 0.0)[..., None]
@@ -149,10 +185,11 @@ def occlusion(model, image, class_index=None, patch: int | None = None, stride: 
 def penultimate_layer(model) -> str:
     """The layer whose output feeds the classifier: the global average pool (or, for VGG and
     AlexNet, the last fully connected layer before the classifier)."""
-    for layer in reversed(model.layers):
+    _, net = unwrap(model)
+    for layer in reversed(net.layers):
         if isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)):
             return layer.name
-    dense = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    dense = [layer.name for layer in net.layers if isinstance(layer, keras.layers.Dense)]
     if len(dense) >= 2:
         return dense[-2]
     raise ValueError(f"{model.name}: no global pooling and no second-to-last dense layer; name the layer")
@@ -160,10 +197,12 @@ def penultimate_layer(model) -> str:
 
 def features(model, images, layer: str | None = None, batch_size: int = 64) -> np.ndarray:
     """The vectors the classifier sees (``layer``, default ``penultimate_layer``) for ``images``
-    (an array, or batches of ``(images, labels)``), one row per image."""
-    extractor = keras.Model(model.inputs, _layer(model, layer or penultimate_layer(model)).output)
-    out = extractor.predict(images, batch_size=batch_size, verbose=0) if isinstance(images, np.ndarray) \
-        else extractor.predict(images, verbose=0)
+    (an array in [0, 1]), one row per image."""
+    front, net = unwrap(model)
+    extractor = _sub_model(net, layer or penultimate_layer(model))
+    images = np.asarray(images, dtype="float32")
+    out = np.concatenate([keras.ops.convert_to_numpy(extractor(front(images[i:i + batch_size]), training=False))
+                          for i in range(0, len(images), batch_size)])
     return out.reshape(len(out), -1)
 
 

@@ -22,9 +22,10 @@ def dist(tmp_path_factory):
     return grading.assign(tmp_path_factory.mktemp("assign") / "dist", log=lambda *_: None)
 
 
-def test_every_lab_01_to_09_has_graded_questions():
+def test_every_lab_01_to_10_has_graded_questions():
     assert LABS == ["01_cnn_building_blocks", "02_alexnet", "03_vgg", "04_googlenet", "05_resnet",
-                    "06_data_augmentation", "07_compare_architectures", "08_transfer_learning", "09_modern_cnns"]
+                    "06_data_augmentation", "07_compare_architectures", "08_transfer_learning", "09_modern_cnns",
+                    "10_what_the_network_learned"]
     for lab in LABS:
         master = grading.graded_notebooks()[LABS.index(lab)]
         assert grading.questions(master), lab
@@ -308,6 +309,11 @@ def test_lab_solutions_start_from_the_reference_networks_weights(dist, lab, cont
      "import labkit.augment as aug\n\n"
      "def pca_color(image, eigenvalues, eigenvectors, rng, std=0.1):\n"
      "    return aug.pca_color_augment(image[None], eigenvalues, eigenvectors, std, rng)[0]\n"),
+    ("10_what_the_network_learned", "occlusion_drop", "labkit.visualize.occlusion",
+     "import labkit.visualize\n\n"
+     "def occlusion_drop(model, image, top, left, patch):\n"
+     "    drop, _ = labkit.visualize.occlusion(model, image, patch=patch, stride=patch)\n"
+     "    return float(drop[top, left])\n"),
     ("09_modern_cnns", "squeeze_excite", "labkit.models.senet.squeeze_excite",
      "from labkit.models.senet import squeeze_excite\n\n"
      "def my_squeeze_excite(x, ratio=16):\n"

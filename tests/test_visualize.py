@@ -74,3 +74,19 @@ def test_features_neighbours_and_embedding():
         xy = visualize.embed_2d(clusters, method=method)
         a, b = xy[:10].mean(axis=0), xy[10:].mean(axis=0)
         assert xy.shape == (20, 2) and np.linalg.norm(a - b) > 2 * xy[:10].std(axis=0).max()
+
+
+def test_a_runs_inference_model_is_explained_through_its_normalisation():
+    """labkit's inference models wrap the architecture: input -> normalisation -> network."""
+    net = red_detector()
+    inputs = keras.Input((32, 32, 3))
+    wrapped = keras.Model(inputs, net(keras.layers.Normalization(mean=0.0, variance=1.0)(inputs)))
+    front, inner = visualize.unwrap(wrapped)
+    assert inner is net and visualize.spatial_layers(wrapped) == ["red", "evidence"]
+    assert visualize.layers_at_depths(wrapped, (0.0, 0.99)) == ["red", "evidence"]
+    image = square_image()
+    cam = visualize.grad_cam(wrapped, image[None], class_index=0)
+    np.testing.assert_allclose(cam, visualize.grad_cam(net, image[None], layer="evidence", class_index=0), atol=1e-6)
+    np.testing.assert_allclose(visualize.features(wrapped, image[None]), visualize.features(net, image[None]), atol=1e-6)
+    _, trace = visualize.activation_maximization(wrapped, "evidence", 0, steps=10)
+    assert trace[-1] > trace[0]
