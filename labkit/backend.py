@@ -246,8 +246,9 @@ def loss_gradients(model, loss_fn, inputs, targets) -> list:
 
 
 def input_gradient(fn, inputs):
-    """``(value, gradient)``: ``fn(inputs)`` summed to a scalar, and its gradient with respect to
-    ``inputs`` (the images, not the weights), as NumPy arrays, on whichever backend Keras runs.
+    """``(value, gradient)``: ``fn(inputs)`` summed to a float32 scalar (also for a network that
+    computes in bfloat16), and its gradient with respect to ``inputs`` (the images, not the
+    weights), as NumPy arrays, on whichever backend Keras runs.
     ``fn`` maps a tensor to a tensor with ``keras.ops``/Keras models (inference mode)."""
     import numpy as np
 
@@ -259,18 +260,18 @@ def input_gradient(fn, inputs):
         tensor = tf.convert_to_tensor(x)
         with tf.GradientTape() as tape:
             tape.watch(tensor)
-            value = tf.reduce_sum(fn(tensor))
+            value = tf.cast(tf.reduce_sum(fn(tensor)), tf.float32)  # a bfloat16 network's too
         grad = tape.gradient(value, tensor)
     elif backend == "jax":
         import jax
 
-        value, grad = jax.value_and_grad(lambda t: keras.ops.sum(fn(t)))(jax.numpy.asarray(x))
+        value, grad = jax.value_and_grad(lambda t: keras.ops.cast(keras.ops.sum(fn(t)), "float32"))(jax.numpy.asarray(x))
     elif backend == "torch":
         import torch
 
         tensor = torch.tensor(x, device=keras.ops.convert_to_tensor(0.0).device, requires_grad=True)
         with torch.enable_grad():
-            value = fn(tensor).sum()
+            value = fn(tensor).sum().float()
             (grad,) = torch.autograd.grad(value, tensor)
     else:
         raise NotImplementedError(f"gradients on the {backend} backend")

@@ -337,8 +337,13 @@ def accuracy_bubbles(table, x: str = "gmacs", y: str = "test_top1", size: str = 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     area = 2000 * rows[size] / max(rows[size].max(), 1)
     ax.scatter(rows[x], rows[y], s=area, alpha=0.45, edgecolor="k")
-    for _, r in rows.iterrows():
-        ax.annotate(r[label], (r[x], r[y]), xytext=(6, 6), textcoords="offset points", fontsize=9)
+    # labels of points that nearly coincide (ResNet-18 and SE-ResNet-18) are stacked, not overprinted
+    span = max(float(rows[x].max() - rows[x].min()), 1e-9) if len(rows) else 1.0
+    placed = []
+    for _, r in rows.sort_values([x, y]).iterrows():
+        near = sum(abs(r[x] - px) < 0.06 * span and abs(r[y] - py) < 0.04 for px, py in placed)
+        ax.annotate(r[label], (r[x], r[y]), xytext=(6, 6 + 12 * near), textcoords="offset points", fontsize=9)
+        placed.append((r[x], r[y]))
     ax.set_xlabel({"gmacs": "operations per image (G multiply-accumulates)",
                    "params_m": "parameters (millions)"}.get(x, x))
     ax.set_ylabel("test top-1 accuracy" if y == "test_top1" else y)

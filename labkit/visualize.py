@@ -116,7 +116,7 @@ def activation_maximization(model, layer: str, channel: int, size: int | None = 
         if blur_every and (step + 1) % blur_every == 0:
             image = _blur(image)
         image = np.clip(image, 0.0, 1.0)
-    trace.append(float(keras.ops.convert_to_numpy(objective(image))))
+    trace.append(float(keras.ops.convert_to_numpy(ops.cast(objective(image), "float32"))))
     return image[0], np.asarray(trace)
 
 

@@ -90,3 +90,18 @@ def test_a_runs_inference_model_is_explained_through_its_normalisation():
     np.testing.assert_allclose(visualize.features(wrapped, image[None]), visualize.features(net, image[None]), atol=1e-6)
     _, trace = visualize.activation_maximization(wrapped, "evidence", 0, steps=10)
     assert trace[-1] > trace[0]
+
+
+def test_a_mixed_precision_network_is_explained_too():
+    """The cpu profile trains ResNet-18 in bfloat16: its activations and scores are bfloat16."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16, 16, 3)),
+                              keras.layers.Conv2D(4, 3, name="c1", dtype="mixed_bfloat16"),
+                              keras.layers.GlobalAveragePooling2D(dtype="mixed_bfloat16"),
+                              keras.layers.Dense(3, dtype="mixed_bfloat16"),
+                              keras.layers.Softmax(dtype="float32")])
+    _, trace = visualize.activation_maximization(model, "c1", 1, steps=5)
+    assert np.isfinite(trace).all()
+    images = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
+    assert visualize.saliency(model, images).shape == (2, 16, 16)
+    assert visualize.grad_cam(model, images, layer="c1").shape == (2, 16, 16)
