@@ -149,7 +149,7 @@ def grad_cam(model, images, layer: str | None = None, class_index=None):
     cut = net.get_layer(layer).output
     body, head = keras.Model(net.inputs, cut), keras.Model(cut, net.outputs)
     classes = _classes(model, images, class_index)
-    maps = keras.ops.convert_to_numpy(body(front(images), training=False))
+    maps = keras.ops.convert_to_numpy(ops.cast(body(front(images), training=False), "float32"))
     _, grad = input_gradient(lambda m: _class_scores(head(m, training=False), classes), maps)
     weights = grad.mean(axis=(1, 2), keepdims=True)
     cam = np.maximum((weights * maps).sum(axis=-1), 0.0)[..., None]
@@ -203,7 +203,7 @@ def features(model, images, layer: str | None = None, batch_size: int = 64) -> n
     images = np.asarray(images, dtype="float32")
     out = np.concatenate([keras.ops.convert_to_numpy(extractor(front(images[i:i + batch_size]), training=False))
                           for i in range(0, len(images), batch_size)])
-    return out.reshape(len(out), -1)
+    return out.reshape(len(out), -1).astype("float32")   # also from a bfloat16 network
 
 
 def embed_2d(vectors, method: str = "tsne", seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
@@ -226,6 +226,6 @@ def nearest_neighbours(vectors, queries, k: int = 5) -> tuple[np.ndarray, np.nda
     ``(indices, distances)``, each ``(queries, k)``, nearest first (scikit-learn)."""
     from sklearn.neighbors import NearestNeighbors
 
-    finder = NearestNeighbors(n_neighbors=k, metric="cosine").fit(np.asarray(vectors))
-    distances, indices = finder.kneighbors(np.atleast_2d(queries))
+    finder = NearestNeighbors(n_neighbors=k, metric="cosine").fit(np.asarray(vectors, dtype="float32"))
+    distances, indices = finder.kneighbors(np.atleast_2d(np.asarray(queries, dtype="float32")))
     return indices, distances

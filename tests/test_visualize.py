@@ -105,3 +105,5 @@ def test_a_mixed_precision_network_is_explained_too():
     images = np.random.default_rng(0).random((2, 16, 16, 3)).astype("float32")
     assert visualize.saliency(model, images).shape == (2, 16, 16)
     assert visualize.grad_cam(model, images, layer="c1").shape == (2, 16, 16)
+    vectors = visualize.features(model, images)
+    assert vectors.dtype == np.float32 and visualize.nearest_neighbours(vectors, vectors[:1], k=2)[0][0, 0] == 0
