@@ -65,12 +65,3 @@ def real_data_dir(tmp_path_factory) -> Path:
     (root / "17flowers.tgz").symlink_to(real_archive())
     labkit.data.ensure_images(root)
     return root
-
-
-def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist (CI runs two workers, pyproject's addopts), every notebook cell runs on one
-    worker and in order: a notebook's cells share a kernel, and later labs read the runs that
-    earlier labs wrote into outputs/. The unit tests spread over the workers."""
-    for item in items:
-        if item.path.suffix == ".ipynb":
-            item.add_marker(pytest.mark.xdist_group("notebooks"))

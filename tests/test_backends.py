@@ -53,7 +53,7 @@ def _run_subset(tests, tmp_path, real_data_dir, **extra):
     only = ["-k", "not trains_one_step"]
     # LABKIT_DATA_DIR outside the checkout: the notebook's run folder goes beside it, not into outputs/
     env = _env(LABKIT_DATA_DIR=str(real_data_dir), **extra)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", *only, *tests], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", *only, *tests], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout.splitlines()[-1] and "skipped" not in done.stdout.splitlines()[-1]
