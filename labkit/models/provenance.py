@@ -37,43 +37,13 @@ def _reference_module(filename: str) -> str | None:
     return "labkit.models" if path.stem == "__init__" else f"labkit.models.{path.stem}"
 
 
-def reference_calls(fn, *args, **kwargs) -> tuple[object, list[str]]:
-    """Run ``fn(*args, **kwargs)``; return its result and the labkit reference functions it
-    called, directly or through others (``labkit.models.<module>.<function>``, in call order,
-    without repeats). Exceptions from ``fn`` propagate."""
-    called: list[str] = []
-    cache: dict[str, str | None] = {}
-
-    def hook(frame, event, arg):
-        if event != "call":
-            return
-        filename = frame.f_code.co_filename
-        if filename not in cache:
-            cache[filename] = _reference_module(filename)
-        module = cache[filename]
-        if module is not None and (module != "labkit.models" or frame.f_code.co_name in PACKAGE_BUILDERS):
-            name = f"{module}.{frame.f_code.co_name}"
-            if name not in called:
-                called.append(name)
-
-    previous = sys.getprofile()
-    sys.setprofile(hook)
-    try:
-        result = fn(*args, **kwargs)
-    finally:
-        sys.setprofile(previous)
-    return result, called
-
-
-def calls_to(functions, fn, *args, **kwargs) -> tuple[object, list[str]]:
-    """Run ``fn(*args, **kwargs)``; return its result and which of ``functions`` it entered,
-    directly or through others (``module.name``, in call order, without repeats): the same hook
-    as ``reference_calls``, for references outside ``labkit.models`` (labkit's augmentations by hand)."""
-    codes = {f.__code__: f"{f.__module__}.{f.__qualname__}" for f in functions}
+def _traced(name_of, fn, args, kwargs) -> tuple[object, list[str]]:
+    """Run ``fn(*args, **kwargs)`` under a profiling hook; return its result and, in call order
+    without repeats, ``name_of(code)`` of every Python function entered that it names (not None)."""
     called: list[str] = []
 
     def hook(frame, event, arg):
-        if event == "call" and (name := codes.get(frame.f_code)) is not None and name not in called:
+        if event == "call" and (name := name_of(frame.f_code)) is not None and name not in called:
             called.append(name)
 
     previous = sys.getprofile()
@@ -83,6 +53,31 @@ def calls_to(functions, fn, *args, **kwargs) -> tuple[object, list[str]]:
     finally:
         sys.setprofile(previous)
     return result, called
+
+
+def reference_calls(fn, *args, **kwargs) -> tuple[object, list[str]]:
+    """Run ``fn(*args, **kwargs)``; return its result and the labkit reference functions it
+    called, directly or through others (``labkit.models.<module>.<function>``, in call order,
+    without repeats). Exceptions from ``fn`` propagate."""
+    cache: dict[str, str | None] = {}
+
+    def name_of(code):
+        if code.co_filename not in cache:
+            cache[code.co_filename] = _reference_module(code.co_filename)
+        module = cache[code.co_filename]
+        if module is not None and (module != "labkit.models" or code.co_name in PACKAGE_BUILDERS):
+            return f"{module}.{code.co_name}"
+        return None
+
+    return _traced(name_of, fn, args, kwargs)
+
+
+def calls_to(functions, fn, *args, **kwargs) -> tuple[object, list[str]]:
+    """Run ``fn(*args, **kwargs)``; return its result and which of ``functions`` it entered,
+    directly or through others (``module.name``, in call order, without repeats): the same hook
+    as ``reference_calls``, for references outside ``labkit.models`` (labkit's augmentations by hand)."""
+    codes = {f.__code__: f"{f.__module__}.{f.__qualname__}" for f in functions}
+    return _traced(codes.get, fn, args, kwargs)
 
 
 def _layer_names(model) -> list[str]:
