@@ -58,17 +58,27 @@ def block(x, filters: int, strides: int, residual: bool, name: str):
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
-def cifar_resnet(depth: int = 20, residual: bool = True, num_classes: int = 10, input_shape=(32, 32, 3),
-                 classifier_activation="softmax") -> keras.Model:
-    """ResNet-``depth`` for CIFAR (``residual=True``), or the plain network of the same depth."""
+def cifar_network(depth: int, block, name: str, num_classes: int = 10, input_shape=(32, 32, 3),
+                  classifier_activation="softmax") -> keras.Model:
+    """The CIFAR layout for ``depth`` = 6n + 2 layers: the 3x3 stem, three stages of n blocks
+    (``block(x, filters, strides, name)``, the first of stages 2 and 3 halving the size), global
+    average pooling, the classifier."""
     n = blocks_per_stage(depth)
     check_num_classes(num_classes)
-    check_input_shape(input_shape, MIN_INPUT_SIZE, f"CIFAR ResNet-{depth}")
+    check_input_shape(input_shape, MIN_INPUT_SIZE, f"CIFAR {name}")
     inputs = keras.Input(shape=input_shape, name="input")
     x = conv_bn(inputs, WIDTHS[0], 3, 1, "conv1")
     for stage, width in enumerate(WIDTHS, start=1):
         for b in range(1, n + 1):
-            x = block(x, width, 2 if (b == 1 and stage > 1) else 1, residual, f"stage{stage}_block{b}")
+            x = block(x, width, 2 if (b == 1 and stage > 1) else 1, f"stage{stage}_block{b}")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = classifier_output(x, num_classes, "fc", classifier_activation)
-    return keras.Model(inputs, outputs, name=f"{'resnet' if residual else 'plain'}{depth}_cifar")
+    return keras.Model(inputs, outputs, name=f"{name}_cifar")
+
+
+def cifar_resnet(depth: int = 20, residual: bool = True, num_classes: int = 10, input_shape=(32, 32, 3),
+                 classifier_activation="softmax") -> keras.Model:
+    """ResNet-``depth`` for CIFAR (``residual=True``), or the plain network of the same depth."""
+    return cifar_network(depth, lambda x, filters, strides, name: block(x, filters, strides, residual, name),
+                         f"{'resnet' if residual else 'plain'}{depth}", num_classes, input_shape,
+                         classifier_activation)

@@ -19,8 +19,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from labkit.models._common import check_input_shape, check_num_classes, classifier_output
-from labkit.models.cifar_resnet import MIN_INPUT_SIZE, WIDTHS, blocks_per_stage, conv_bn
+from labkit.models.cifar_resnet import cifar_network, conv_bn
 from labkit.models.layers import HighwayGate
 
 GATE_BIAS = -1.0   # b_T at the start: T = sigmoid(-1) = 0.27, so mostly carried
@@ -49,14 +48,5 @@ def highway_block(x, filters: int, strides: int, name: str, gate_bias: float = G
 def cifar_highway(depth: int = 20, num_classes: int = 10, input_shape=(32, 32, 3), gate_bias: float = GATE_BIAS,
                   classifier_activation="softmax") -> keras.Model:
     """The CIFAR network of ``depth`` = 6n + 2 layers with highway blocks."""
-    n = blocks_per_stage(depth)
-    check_num_classes(num_classes)
-    check_input_shape(input_shape, MIN_INPUT_SIZE, f"CIFAR highway-{depth}")
-    inputs = keras.Input(shape=input_shape, name="input")
-    x = conv_bn(inputs, WIDTHS[0], 3, 1, "conv1")
-    for stage, width in enumerate(WIDTHS, start=1):
-        for b in range(1, n + 1):
-            x = highway_block(x, width, 2 if (b == 1 and stage > 1) else 1, f"stage{stage}_block{b}", gate_bias)
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = classifier_output(x, num_classes, "fc", classifier_activation)
-    return keras.Model(inputs, outputs, name=f"highway{depth}_cifar")
+    return cifar_network(depth, lambda x, filters, strides, name: highway_block(x, filters, strides, name, gate_bias),
+                         f"highway{depth}", num_classes, input_shape, classifier_activation)
