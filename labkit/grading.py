@@ -254,7 +254,9 @@ def _copy_data(source: Path, dest: Path) -> None:
     for extra in (source / "datasplits.mat",):
         if extra.is_file():
             shutil.copy2(extra, dest / extra.name)
-    cache = source / "cache"
+    from labkit import places
+
+    cache = places.cache_dir(source)
     if cache.is_dir():
         (dest / "cache").mkdir()
         for npy in cache.glob("oxflower17-*px-*.npy"):
@@ -299,7 +301,7 @@ def grade_notebook(notebook: Path, lab: str, autograder: Path, *, timeout: float
                    KERAS_HOME=str(home / ".keras"), IPYTHONDIR=str(home / ".ipython"),
                    XDG_CACHE_HOME=str(home / ".cache"), XDG_CONFIG_HOME=str(home / ".config"),
                    JUPYTER_RUNTIME_DIR=str(home / ".jupyter-runtime"), MPLBACKEND="agg",
-                   LABKIT_DATA_DIR=str(box / "data"), LABKIT_OFFLINE="1", PYTHONNOUSERSITE="1",
+                   LABKIT_DATA_DIR=str(box / "data"), LABKIT_OUTPUTS_DIR=str(box / "outputs"), LABKIT_OFFLINE="1", PYTHONNOUSERSITE="1",
                    PYTHONDONTWRITEBYTECODE="1",
                    LABKIT_PROFILE=profile or os.environ.get("LABKIT_PROFILE", ""))
         if not env["LABKIT_PROFILE"]:

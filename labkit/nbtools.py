@@ -18,9 +18,10 @@ CHECK_MARK = "NBVAL_CHECK_OUTPUT"
 
 #: The one setup cell every lab starts with (tests check that each notebook has it verbatim).
 SETUP_CELL = """\
-# Setup: run this cell first. On Colab it fetches and installs labkit (once per runtime);
-# locally it changes nothing. Then it checks versions, reports the device and the profile
-# (gpu / cpu / smoke, from $LABKIT_PROFILE or the hardware) and seeds every random generator.
+# Setup: run this cell first. On Colab it installs labkit (once per runtime) and offers to keep
+# your runs on Google Drive, so that a disconnect loses nothing; locally it changes nothing.
+# Then it checks versions, reports the device and the profile (gpu / cpu / smoke, from
+# $LABKIT_PROFILE or the hardware) and seeds every random generator.
 import sys
 if "google.colab" in sys.modules:
     import os, subprocess
@@ -28,6 +29,9 @@ if "google.colab" in sys.modules:
         subprocess.run(["git", "clone", "-q", "--depth", "1", "{repo}", "/content/labkit"], check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/labkit"], check=True)
     sys.path.insert(0, "/content/labkit")
+    os.chdir("/content/labkit/notebooks")
+    import labkit.colab
+    labkit.colab.keep_on_drive()
 
 import labkit.env
 profile = labkit.env.setup(seed=42)"""
@@ -41,10 +45,12 @@ def colab_badge(notebook_name: str) -> str:
             f"(https://colab.research.google.com/github/{path}/blob/main/notebooks/{notebook_name})")
 
 
-def setup_cell() -> str:
+def setup_cell(repo_url: str | None = None) -> str:
+    """The setup cell, installing from ``repo_url`` (default: ``labkit.REPO_URL``; a student
+    release installs from its own address, ``labkit.release``)."""
     from labkit import REPO_URL
 
-    return SETUP_CELL.replace("{repo}", REPO_URL)
+    return SETUP_CELL.replace("{repo}", repo_url or REPO_URL)
 
 
 def is_checked(cell) -> bool:

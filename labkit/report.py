@@ -11,9 +11,10 @@ COLUMNS = ["model", "start", "profile", "image_size", "epochs_run", "params", "t
 
 
 def default_outputs_dir() -> Path:
-    from labkit.data import default_data_dir
+    """``$LABKIT_OUTPUTS_DIR``, else the checkout's ``outputs/`` (``labkit.places``)."""
+    from labkit import places
 
-    return default_data_dir().parent / "outputs"
+    return places.outputs_dir()
 
 
 def find_records(paths=None) -> list[Path]:

@@ -51,8 +51,8 @@ def _run_subset(tests, tmp_path, real_data_dir, **extra):
     # the exact counts of every builder, not a training step of each (the TensorFlow run has those):
     # on 2 CPU cores XLA compiles each for 5-50 s
     only = ["-k", "not trains_one_step"]
-    # LABKIT_DATA_DIR outside the checkout: the notebook's run folder goes beside it, not into outputs/
-    env = _env(LABKIT_DATA_DIR=str(real_data_dir), **extra)
+    # the notebook's run folder goes into the test's own folder, not into the checkout's outputs/
+    env = _env(LABKIT_DATA_DIR=str(real_data_dir), LABKIT_OUTPUTS_DIR=str(tmp_path / "outputs"), **extra)
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", *only, *tests], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

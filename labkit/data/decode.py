@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labkit import places
 from labkit.backend import has_tensorflow
 from labkit.data.files import NUM_IMAGES, READY_MARKER, _announce, ensure_images
 
@@ -100,20 +101,21 @@ def decode_all(images_dir: Path, image_size: int, decoder: str | None = None) ->
 
 
 def cache_path(images_dir: Path, image_size: int, decoder: str) -> Path:
-    """``<data_dir>/cache/oxflower17-<S>px-v<N>-<archive>[-pil].npy``: the archive's checksum and
+    """``<cache>/oxflower17-<S>px-v<N>-<archive>[-pil].npy``, where ``<cache>`` is ``$LABKIT_CACHE_DIR``
+    or ``<data_dir>/cache`` (``labkit.places``): the archive's checksum and
     the decoder are part of the name, so neither a replaced archive nor another decoder's pixels
     can be read back by mistake. (TensorFlow's cache keeps its original name.)"""
     stamp = (images_dir.parent / READY_MARKER).read_text()
     tag = hashlib.md5(stamp.encode()).hexdigest()[:8]
     suffix = "" if decoder == "tf" else f"-{decoder}"
-    return images_dir.parent.parent / "cache" / f"oxflower17-{int(image_size)}px-v{CACHE_VERSION}-{tag}{suffix}.npy"
+    return places.cache_dir(images_dir.parent.parent) / f"oxflower17-{int(image_size)}px-v{CACHE_VERSION}-{tag}{suffix}.npy"
 
 
 def decoded_images(image_size: int, data_dir=None, download: bool | None = None,
                    decoder: str | None = None) -> np.ndarray:
     """All 1,360 images decoded at ``image_size`` (uint8, row = image_id - 1), from a disk cache.
 
-    The first call for a size decodes the JPEGs and saves them under ``<data_dir>/cache/``
+    The first call for a size decodes the JPEGs and saves them in the cache folder (``cache_path``)
     (written to a temporary name, then renamed: never half a file); every later call, in any
     process, loads it in a fraction of a second. The name carries the archive's checksum and the
     decoder (``tf`` or ``pil``, default: ``tf`` when TensorFlow is installed), so a replaced

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from labkit import network
+from labkit import network, places
 
 ARCHIVE_URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz"
 ARCHIVE_MD5 = "b59a65d8d1a99cd66944d474e1289eab"
@@ -78,14 +78,8 @@ def _offline(download: bool | None) -> bool:
 
 
 def default_data_dir() -> Path:
-    """``$LABKIT_DATA_DIR``, else the checkout's ``data/``, else ``~/labkit_data``."""
-    env = os.environ.get("LABKIT_DATA_DIR", "").strip()
-    if env:
-        return Path(env).expanduser().resolve()
-    repo = Path(__file__).resolve().parents[2]  # labkit/data/files.py -> the checkout
-    if (repo / "pyproject.toml").is_file():
-        return repo / "data"
-    return Path.home() / "labkit_data"
+    """``$LABKIT_DATA_DIR``, else the checkout's ``data/``, else ``~/labkit_data`` (``labkit.places``)."""
+    return places.data_dir()
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from labkit import backend
+from labkit import backend, places
 from labkit import data as lkdata
 from labkit.data.decode import default_decoder
 from labkit.profiles import get_profile
@@ -111,7 +111,7 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
         *arrays, data_tag = training_arrays(train_data, cfg.image_size, cfg.num_classes)
         cfg = dataclasses.replace(cfg, train_data=f"own-{data_tag}")
     check(cfg)
-    out = Path(out_dir) if out_dir else Path(lkdata.default_data_dir()).parent / "outputs" / run_name(cfg)
+    out = Path(out_dir) if out_dir else places.outputs_dir() / run_name(cfg)
     results_path, history_path, backup = out / "results.json", out / "history.csv", out / "backup"
     budget_path = out / "budget.json"
     if results_path.is_file() and not overwrite:
