@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _cmd_info(args) -> int:
@@ -117,13 +118,25 @@ _POSITIVE = {"epochs", "image_size", "batch_size", "steps_per_execution", "plate
 
 
 def _cmd_report(args) -> int:
+    import pandas as pd
+
     from labkit import report
 
-    table = report.collect(args.runs or None)
+    table, hidden = report.select(report.collect(args.runs or None), profiles=args.profile, models=args.model)
     if table.empty:
-        print("no run records (results.json) found; train one with `python -m labkit train --model resnet18`")
+        print("no run records (results.json) found" + (" for these filters" if args.profile or args.model else "")
+              + "; train one with `python -m labkit train --model resnet18`")
         return 1
-    print(report.format_report(table).to_string(index=False))
+    root = args.runs[0] if len(args.runs) == 1 and Path(args.runs[0]).is_dir() else None
+    shown = report.format_report(table, root=root)
+    with pd.option_context("display.width", 250, "display.max_colwidth", 60):
+        print(shown.to_string(index=False, justify="left"))
+    shared = {"start": "every run from scratch", "split_name": "split"}
+    notes = [f"{shared[k]}{'' if k == 'start' else ' ' + v}" for k, v in shown.attrs.items() if k in shared]
+    if hidden:
+        notes.append(f"{hidden} smoke-profile runs not shown (--profile smoke shows them)")
+    if notes:
+        print("; ".join(notes))
     return 0
 
 
@@ -134,13 +147,20 @@ def _cmd_assign(args) -> int:
     return 0
 
 
+def _cmd_release(args) -> int:
+    from labkit import grading
+
+    grading.release(args.out, config=args.config)
+    return 0
+
+
 def _cmd_grade(args) -> int:
     from labkit import grading
     from labkit.profiles import get_profile
 
     profile = get_profile(args.profile).name if args.profile else None  # refuse a bad name early
     grading.grade(args.submissions, args.out, autograder=args.autograder, timeout=args.timeout,
-                  jobs=args.jobs, data_dir=args.data_dir, profile=profile)
+                  jobs=args.jobs, data_dir=args.data_dir, profile=profile, retrain=args.retrain)
     return 0
 
 
@@ -175,7 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_cmd_train)
 
     rep = sub.add_parser("report", help="compare run records in a table")
-    rep.add_argument("runs", nargs="*", help="run folders or folders of runs (default: outputs/)")
+    rep.add_argument("runs", nargs="*", help="run folders or folders of runs (default: the outputs folder)")
+    rep.add_argument("--profile", nargs="+", choices=("gpu", "cpu", "smoke"),
+                     help="only these profiles (default: all but smoke)")
+    rep.add_argument("--model", nargs="+", help="only these models, e.g. --model alexnet resnet18")
     rep.set_defaults(func=_cmd_report)
 
     asg = sub.add_parser("assign", help="instructors: student versions and autograders of the graded labs (otter-grader)")
@@ -185,10 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also execute each solution notebook against its tests (slow: labs train)")
     asg.set_defaults(func=_cmd_assign)
 
+    rel = sub.add_parser("release", help="instructors: the student release (notebooks without solutions, "
+                                         "public tests, labkit) to publish at course.yml's release_url")
+    rel.add_argument("--out", default="dist/release", help="output folder (default: dist/release/)")
+    rel.add_argument("--config", help="course settings (default: course.yml in the checkout)")
+    rel.set_defaults(func=_cmd_release)
+
     grd = sub.add_parser("grade", help="instructors: grade a folder of submitted notebooks offline, write a CSV")
-    grd.add_argument("submissions", help="SUBMISSIONS_DIR/<student>/*.ipynb or SUBMISSIONS_DIR/<student>.ipynb")
+    grd.add_argument("submissions", help="SUBMISSIONS_DIR/<student>/*.ipynb (with the student's run folders, "
+                                         "e.g. SUBMISSIONS_DIR/<student>/outputs/) or SUBMISSIONS_DIR/<student>.ipynb")
     grd.add_argument("--out", default="grades.csv", help="CSV to write (default: grades.csv)")
     grd.add_argument("--autograder", help="folder of lab autograders (default: dist/autograder, made if missing)")
+    grd.add_argument("--retrain", action="store_true",
+                     help="let every notebook train again instead of reading the run folders handed in with it")
     grd.add_argument("--timeout", type=_positive_float, default=3600,
                      help="seconds each notebook may run before it is stopped and scored zero (default: 3600)")
     grd.add_argument("--jobs", type=_positive_int, default=1, help="notebooks graded at the same time (default: 1)")
@@ -211,7 +243,7 @@ def main(argv=None) -> int:
     from labkit.train import OutOfMemoryError
 
     expected = [DataError, OutOfMemoryError, ValueError]
-    if args.command in ("assign", "grade"):  # otter-grader and nbformat: instructors' tools only
+    if args.command in ("assign", "release", "grade"):  # otter-grader and nbformat: instructors' tools only
         from labkit.grading import GradingError
 
         expected.append(GradingError)

@@ -48,17 +48,94 @@ def collect(paths=None) -> pd.DataFrame:
     return df[[c for c in COLUMNS if c in df] + [c for c in df if c not in COLUMNS]]
 
 
-def format_report(table: pd.DataFrame) -> pd.DataFrame:
+#: the order profiles are listed in: real runs first
+PROFILE_ORDER = ("gpu", "cpu", "smoke")
+
+
+def short_split(name) -> str:
+    """``official-1`` or ``labkit-1``: which split (datasplits.mat or labkit's own) and partition."""
+    from labkit.data import OFFICIAL_SPLIT
+
+    text = str(name or "")
+    partition = text.rsplit("partition", 1)[1].strip() if "partition" in text else "?"
+    return f"{'official' if text.startswith(OFFICIAL_SPLIT) else 'labkit'}-{partition}"
+
+
+def select(table: pd.DataFrame, profiles=None, models=None) -> tuple[pd.DataFrame, int]:
+    """The runs of ``profiles`` (default: all but ``smoke``, unless there are only smoke runs)
+    and ``models`` (default: all), in order: profile (gpu, cpu, smoke), model, then when they
+    finished. Also returns how many smoke runs the default left out."""
+    if table.empty:
+        return table, 0
+    hidden = 0
+    if profiles:
+        table = table[table["profile"].isin(profiles)]
+    elif (table["profile"] != "smoke").any():
+        hidden = int((table["profile"] == "smoke").sum())
+        table = table[table["profile"] != "smoke"]
+    if models:
+        table = table[table["model"].isin(models)]
+    rank = {p: i for i, p in enumerate(PROFILE_ORDER)}
+    order = table.assign(_p=table["profile"].map(lambda p: rank.get(p, len(rank))),
+                         _f=table["finished"] if "finished" in table else "")
+    return order.sort_values(["_p", "model", "_f"], kind="stable").drop(columns=["_p", "_f"]), hidden
+
+
+#: the widest run folder name ``format_report`` prints whole; longer ones lose their middle
+RUN_WIDTH = 44
+
+
+def _middle(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    keep = (width - 1) // 2
+    return text[:keep] + "…" + text[-(width - 1 - keep):]
+
+
+def _short_start(row) -> str:
+    """``scratch``, ``ImageNet`` or ``a run``, with what was copied and frozen: ``a run, to conv3, frozen``."""
+    start = row.get("start")
+    if not isinstance(start, dict):
+        return "scratch"
+    config = _config(row)
+    source = "ImageNet" if start.get("weights") == "imagenet" else "a run"
+    return source + (f", to {config['transfer_layers']}" if config.get("transfer_layers") else "") + (
+        ", frozen" if config.get("freeze_until") else "")
+
+
+def format_report(table: pd.DataFrame, root=None) -> pd.DataFrame:
+    """The table for a terminal (about 130 columns): short split names, accuracies in percent,
+    run folders relative to ``root`` (default: the outputs folder). A column every run shares
+    (the split, a start from scratch) moves to ``attrs``."""
+    root = Path(root) if root else default_outputs_dir()
     out = table[[c for c in COLUMNS if c in table]].copy()
     for c in ("best_val_accuracy", "test_top1", "test_top5"):
         out[c] = out[c].map(lambda v: f"{v:.1%}" if pd.notna(v) else "")
-    out["params"] = out["params"].map(lambda v: f"{int(v):,}")
+    out["params"] = out["params"].map(lambda v: f"{v / 1e6:.1f}M")
     if "start" in out:
-        out["start"] = [start_label(r) for _, r in table.iterrows()]
+        out["start"] = [_short_start(r) for _, r in table.iterrows()]
     out["train_images_per_second"] = out["train_images_per_second"].map(lambda v: f"{v:.0f}" if pd.notna(v) else "")
     out["training_seconds"] = out["training_seconds"].map(lambda v: f"{v:.0f}")
+    out["split_name"] = out["split_name"].map(short_split)
+
+    def relative(path):
+        try:
+            return str(Path(path).resolve().relative_to(root.resolve()))
+        except ValueError:
+            return str(path)
+
+    out["run"] = out["run"].map(lambda p: _middle(relative(p), RUN_WIDTH))
+    for column in ("split_name", "start"):   # said once, below the table, when every run shares it
+        if column in out and out[column].nunique() == 1:
+            out.attrs[column] = out[column].iloc[0]
+            out = out.drop(columns=column)
+    for column in ("model", "start", "run"):   # text reads left-aligned
+        if column in out:
+            width = int(out[column].str.len().max())
+            out[column] = out[column].str.ljust(width)
     return out.rename(columns={"train_images_per_second": "img/s", "training_seconds": "train s",
-                               "best_val_accuracy": "best val", "test_top1": "test top-1", "test_top5": "test top-5"})
+                               "best_val_accuracy": "best val", "test_top1": "top-1", "test_top5": "top-5",
+                               "image_size": "px", "epochs_run": "epochs", "split_name": "split"})
 
 
 #: The four architecture labs' runs (02-05): model and builder options

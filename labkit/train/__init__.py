@@ -14,6 +14,7 @@ The path, one module a step:
     labkit.train.budget     epochs chosen from measured speed so that a run fits its time budget
     labkit.train.engine     train(): build, compile, fit, resume, evaluate
     labkit.train.records    the run folder: results.json, history, figures; load_run()
+    labkit.train.integrity  whether a run folder is what its record says (grading without retraining)
 
 Defaults follow the papers the slides quote (AlexNet section 5): SGD with momentum 0.9, weight
 decay 5e-4, learning rate 0.01 divided by 10 when the validation accuracy stops improving.
@@ -32,7 +33,7 @@ from labkit.train.callbacks import EpochTimer  # noqa: F401
 from labkit.train.config import (  # noqa: F401
     AUGMENTATIONS, MIXINGS, OPTIMIZERS, TRAIN_SPLITS, TrainConfig, make_config, run_name, same_config,
 )
-from labkit.train.engine import OutOfMemoryError, train  # noqa: F401
+from labkit.train.engine import OutOfMemoryError, TrainingRefused, train  # noqa: F401
 from labkit.train.inputs import channel_statistics, datasets, mixing_layer, training_arrays  # noqa: F401
 from labkit.train.model import build_training_model, compile_model, set_precision  # noqa: F401
 from labkit.train.network import Network, choose_network  # noqa: F401

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -28,6 +29,14 @@ from labkit.train.network import Network, choose_network
 from labkit.train.recipe import as_recipe_function, profile_recipe
 from labkit.train.recipe import fingerprint as recipe_fingerprint
 from labkit.train.records import Run, load_run, read_history, results, write_run
+
+
+#: set (to anything) while grading by run records: a run that would have to train is refused
+NO_TRAINING_VAR = "LABKIT_NO_TRAINING"
+
+
+class TrainingRefused(RuntimeError):
+    """Training was asked for where only finished run records may be read (``$LABKIT_NO_TRAINING``)."""
 
 
 class OutOfMemoryError(RuntimeError):
@@ -122,6 +131,9 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
             return load_run(out, data_dir=data_dir)
         raise ValueError(f"{out} holds a finished run with other settings. Choose another out_dir, or "
                          "pass overwrite=True to replace it.")
+    if os.environ.get(NO_TRAINING_VAR):
+        raise TrainingRefused(f"{out.name}: no finished run record with these settings was handed in, and "
+                              "training is off here (grading by run records).")
     if overwrite and out.exists():
         for item in ("results.json", "history.csv", "best.keras", "best.weights.h5", "budget.json", "backup"):
             target = out / item

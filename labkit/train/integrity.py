@@ -1,0 +1,98 @@
+"""Whether a run folder is what its record says: for grading by run records, without retraining.
+
+    problems = labkit.train.integrity.check_run("outputs/alexnet_cpu_128px")   # [] when genuine
+
+Three checks, cheapest first:
+
+1. the record matches its config: the folder name is the one the config gives
+   (``run_name``), the record's own fields repeat the config's, and no more epochs ran than the
+   config allows;
+2. the history is consistent with the record: one row per epoch run, epochs 0, 1, ... in order,
+   and the best validation accuracy and its epoch are the history's;
+3. ``best.keras`` evaluated on the test split reproduces the recorded ``test_top1`` within
+   ``tolerance`` (another CPU or GPU changes a few predictions, never many).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+#: default tolerance on test top-1: 1.5 points, 5 of OxFlower17's 340 test images
+TOLERANCE = 0.015
+_REPEATED = ("model", "model_options", "profile", "image_size", "batch_size", "partition", "seed")
+
+
+def check_record(out: Path) -> list[str]:
+    """Checks 1 and 2 (no model is loaded). An empty list means consistent."""
+    from labkit.train.config import TrainConfig, run_name
+    from labkit.train.records import read_history
+
+    out = Path(out)
+    try:
+        record = json.loads((out / "results.json").read_text())
+        stored = record["config"]
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        cfg = TrainConfig(**{k: v for k, v in stored.items() if k in names})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        return [f"results.json is missing or unreadable ({type(err).__name__})"]
+    if not isinstance(cfg.model_options, dict):
+        return ["results.json holds a malformed config"]
+    problems = []
+    try:
+        expected_name = run_name(cfg)
+    except (ValueError, KeyError, TypeError) as err:
+        return [f"results.json's config names no valid run ({type(err).__name__})"]
+    if out.name != expected_name:
+        problems.append(f"the folder is named {out.name}, but its config gives {expected_name}")
+    changed = [k for k in _REPEATED if record.get(k) != stored.get(k)]
+    if changed:
+        problems.append(f"the record's {', '.join(changed)} differ from its config")
+    budget = record.get("budget") or {}
+    allowed = max(cfg.epochs, int(budget.get("epochs") or 0))
+    epochs_run = record.get("epochs_run")
+    if not isinstance(epochs_run, int) or not 1 <= epochs_run <= allowed:
+        problems.append(f"epochs_run {epochs_run!r} is not between 1 and the {allowed} its config allows")
+        return problems
+    history = read_history(out / "history.csv")
+    if history.empty or "epoch" not in history:
+        return problems + ["history.csv is missing or empty"]
+    if list(history["epoch"]) != list(range(epochs_run)):
+        problems.append(f"history.csv has {len(history)} epochs, the record {epochs_run}")
+    val = "val_accuracy" if "val_accuracy" in history else None
+    best = record.get("best_val_accuracy")
+    if val and best is not None and len(history):
+        row = history[val].idxmax()
+        if not (isinstance(best, (int, float)) and math.isclose(history[val][row], best, abs_tol=1e-6)
+                and record.get("best_epoch") == int(history["epoch"][row]) + 1):
+            problems.append("the best validation accuracy or its epoch is not the history's")
+    return problems
+
+
+def check_run(out, data_dir=None, tolerance: float = TOLERANCE) -> list[str]:
+    """All three checks; an empty list means the run folder is genuine. ``best.keras`` is loaded
+    with Keras' ``safe_mode`` (no arbitrary code from a handed-in file)."""
+    import keras
+
+    from labkit import data as lkdata
+    from labkit import models  # noqa: F401  (registers labkit's layers for loading)
+    from labkit.evaluate import evaluate
+
+    out = Path(out)
+    problems = check_record(out)
+    if problems:
+        return problems
+    record = json.loads((out / "results.json").read_text())
+    try:
+        model = keras.models.load_model(out / "best.keras", safe_mode=True)
+    except Exception as err:  # a missing, truncated or foreign file: Keras raises several kinds
+        return [f"best.keras cannot be loaded ({type(err).__name__})"]
+    classes = record["config"].get("classes")
+    test = lkdata.oxflower17("test", record["image_size"], record["batch_size"], data_dir=data_dir,
+                             partition=record["partition"], classes=classes)
+    top1 = evaluate(model, test, lkdata.class_names(classes)).top1
+    claimed = record.get("test_top1")
+    if not isinstance(claimed, (int, float)) or abs(top1 - claimed) > tolerance:
+        return [f"best.keras scores {top1:.1%} on the test split, the record says {claimed!r}"]
+    return []
