@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,15 +21,24 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-        flags = next(line.split(":", 1)[1].split() for line in out.splitlines() if line.startswith("Flags"))
-        wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-        return f"{name} ({os.cpu_count()} cores; {' '.join(wanted)})"
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
+def lab_runs(lab: str, profile: str) -> list[Path]:
+    """The run folders a lab's solution trains in ``profile``, found in the outputs folder: the
+    student's own network (``_own-``) of labs 02-05, and lab 05's degradation experiment."""
+    from labkit import places, report
+
+    model = {"02_alexnet": "alexnet", "03_vgg": "vgg11", "04_googlenet": "googlenet", "05_resnet": "resnet18"}[lab]
+    table = report.collect([places.outputs_dir()])
+    table = table[table["profile"] == profile]
+    own = table[(table["model"] == model) & table["run"].str.contains("_own-")
+                & table["config"].map(lambda c: c.get("seed", 0) == 0)]
+    if own.empty:
+        sys.exit(f"no finished run of {lab}'s own {model} in the {profile} profile in {places.outputs_dir()}; "
+                 f"run the lab in that profile first (LABKIT_PROFILE={profile} jupyter execute ...), or pass --runs")
+    runs = [Path(own.sort_values("finished").iloc[-1]["run"])]
+    if lab == "05_resnet":
+        cifar = table[table["model"] == "cifarresnet"]
+        runs += [Path(r) for r in cifar["run"]]
+    return runs
 
 
 def main() -> None:
@@ -40,11 +47,12 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=40)
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--run", help="the finished run folder each student hands in "
-                                      "(default: the one outputs/ holds for the lab's model and profile)")
+    parser.add_argument("--runs", nargs="+", help="the finished run folders each student hands in (default: "
+                                                  "those the lab's solution trained, from the outputs folder)")
     args = parser.parse_args()
 
-    from labkit import grading, places, report
+    from labkit import grading
+    from labkit.env import cpu_description
 
     masters = [p for p in grading.graded_notebooks() if p.stem == args.lab]
     if not masters:
@@ -53,29 +61,18 @@ def main() -> None:
     try:
         dist = grading.assign(work / "dist", notebooks=masters, log=lambda *_: None)
         solution = dist / "autograder" / args.lab / f"{args.lab}.ipynb"
-        if args.run:
-            run = Path(args.run)
-        else:
-            table = report.collect([places.outputs_dir()])
-            model = {"02_alexnet": "alexnet", "03_vgg": "vgg11", "04_googlenet": "googlenet",
-                     "05_resnet": "resnet18"}[args.lab]
-            mine = table[(table["model"] == model) & (table["profile"] == args.profile)]
-            if mine.empty:
-                sys.exit(f"no finished {model} run of the {args.profile} profile in {places.outputs_dir()}; "
-                         f"run the lab in that profile first, or pass --run")
-            run = Path(mine.iloc[0]["run"])
+        runs = [Path(r) for r in args.runs] if args.runs else lab_runs(args.lab, args.profile)
         subs = work / "submissions"
         for i in range(args.students):
             student = subs / f"student{i:02d}"
             (student / "outputs").mkdir(parents=True)
             shutil.copy2(solution, student / f"{args.lab}.ipynb")
-            for item in run.iterdir():   # what a student hands in: the run folder without its backup
-                if item.is_file():
-                    target = student / "outputs" / run.name / item.name
-                    target.parent.mkdir(exist_ok=True)
-                    os.link(item, target)   # same bytes for everyone; links keep the benchmark's disk small
-        print(f"grading {args.students} submissions of {args.lab} ({run.name}) with {args.jobs} jobs, "
-              f"profile {args.profile}, on {cpu_model()}", flush=True)
+            for run in runs:   # what a student hands in: the run folders, without backups
+                (student / "outputs" / run.name).mkdir()
+                for item in (i for i in run.iterdir() if i.is_file()):
+                    os.link(item, student / "outputs" / run.name / item.name)   # links keep the disk small
+        print(f"grading {args.students} submissions of {args.lab} ({', '.join(r.name for r in runs)}) with {args.jobs} jobs, "
+              f"profile {args.profile}, on {cpu_description()}", flush=True)
         started = time.perf_counter()
         lines = []
         table = grading.grade(subs, work / "grades.csv", autograder=dist / "autograder", jobs=args.jobs,

@@ -11,11 +11,12 @@ Submodules, one concern each, in the order data -> model -> train -> records -> 
     labkit.train      training: config, inputs, model and recipe, time budget, engine, run records
     labkit.evaluate   top-1/top-5, 10-crop, confusion matrix; labkit.report: tables of run records
 """
-import os as _os
+from labkit import startup as _startup
+from labkit.startup import LabkitWarning  # noqa: F401
 
-# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) buries what students need
-# to read; keep warnings and errors. A value set by the user wins.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) buries what students need to
+# read: load it quietly, before anything else imports it (labkit.startup)
+_startup.quiet_start()
 
 __version__ = "0.1.0"
 

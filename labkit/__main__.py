@@ -164,6 +164,16 @@ def _cmd_grade(args) -> int:
     return 0
 
 
+def _cmd_render(args) -> int:
+    from labkit import render
+
+    summaries = render.render(args.profile, out=args.out, previews=args.previews, notebooks=args.notebooks or None)
+    failed = [s["lab"] for s in summaries if s["errors"]]
+    print(f"[labkit.render] {len(summaries)} labs in {Path(args.out) / 'index.html'}"
+          + (f"; cells raised in {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
 def _cmd_refresh_notebooks(args) -> int:
     from labkit import nbtools
 
@@ -228,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
                                        "smoke grades the code exercises in about a minute per lab")
     grd.add_argument("--data-dir", help="data directory copied for each submission (default: $LABKIT_DATA_DIR or data/)")
     grd.set_defaults(func=_cmd_grade)
+
+    ren = sub.add_parser("render", help="execute every lab and write HTML pages with their outputs, and an index")
+    ren.add_argument("notebooks", nargs="*", help="default: every notebooks/NN_*.ipynb")
+    ren.add_argument("--profile", default="cpu", help="profile the labs run in (default: cpu)")
+    ren.add_argument("--out", default="site", help="folder for the HTML pages (default: site/)")
+    ren.add_argument("--previews", help="also write the executed student notebooks here (e.g. previews/)")
+    ren.set_defaults(func=_cmd_render)
 
     ref = sub.add_parser("refresh-notebooks",
                          help="maintainers: execute lab notebooks and keep only checked outputs")

@@ -16,6 +16,8 @@ import warnings
 
 import keras
 
+from labkit.startup import LabkitWarning
+
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
@@ -144,7 +146,7 @@ def distribution_scope(devices: int | None = None):
         keras.distribution.set_distribution(keras.distribution.DataParallel())
     elif count > 1:
         warnings.warn(f"{count} GPUs found, but labkit trains on one with the {backend} backend; "
-                      "use KERAS_BACKEND=jax or tensorflow for several.", stacklevel=2)
+                      "use KERAS_BACKEND=jax or tensorflow for several.", LabkitWarning, stacklevel=2)
     return contextlib.nullcontext()
 
 

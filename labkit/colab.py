@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 from labkit import places
+from labkit.startup import LabkitWarning
 
 DRIVE_MOUNT = "/content/drive"
 DRIVE_FOLDER = "labkit"          # MyDrive/labkit/{outputs,cache}
@@ -43,7 +44,7 @@ def _warn_once(reason: str) -> None:
     if not _warned:
         _warned = True
         warnings.warn(f"{reason} Runs are kept on this runtime's disk only: a disconnect loses them "
-                      "(run the setup cell again and allow Google Drive to keep them).", stacklevel=3)
+                      "(run the setup cell again and allow Google Drive to keep them).", LabkitWarning, stacklevel=3)
 
 
 def keep_on_drive(folder: str = DRIVE_FOLDER, mount_point: str = DRIVE_MOUNT) -> Path | None:

@@ -11,6 +11,7 @@ import warnings
 
 from labkit import __version__
 from labkit.profiles import Profile, get_profile
+from labkit.startup import LabkitWarning
 
 MIN_VERSIONS = {"tensorflow": (2, 16), "keras": (3, 3), "jax": (0, 4)}
 
@@ -44,6 +45,25 @@ def cpu_has_native_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     except OSError:  # not Linux: no way to tell, so no bfloat16
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+#: the instruction sets that decide CPU speed for these labs, named next to every timing
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_description(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """``Intel(R) Xeon(R) Processor, 2 cores, avx2 avx512f avx512_bf16 amx_bf16``: the CPU to
+    name next to a timing (``lscpu``'s model name and the flags that matter here)."""
+    import os
+
+    try:
+        with open(cpuinfo) as info:
+            lines = info.read().splitlines()
+    except OSError:
+        return f"{platform.processor() or 'unknown CPU'}, {os.cpu_count()} cores"
+    name = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), "unknown CPU")
+    flags = next((l.split(":", 1)[1].split() for l in lines if l.startswith("flags")), [])
+    return f"{name}, {os.cpu_count()} cores, " + (" ".join(f for f in SPEED_FLAGS if f in flags) or "no AVX2")
 
 
 def precision_policy(mixed_precision: bool, gpus: list[dict] | None = None) -> str:
@@ -89,11 +109,12 @@ def setup(seed: int = 42, profile: str | Profile | None = None, verbose: bool = 
         if name in MIN_VERSIONS and _version_tuple(version) < MIN_VERSIONS[name]:
             minimum = ".".join(map(str, MIN_VERSIONS[name]))
             warnings.warn(f"{name} {version} is older than {minimum}, which labkit needs; "
-                          f"run `pip install -U -r requirements.txt`.", stacklevel=2)
+                          f"run `pip install -U -r requirements.txt`.", LabkitWarning, stacklevel=2)
     if not devices["gpus"]:
         hint = ("On Colab: Runtime > Change runtime type > GPU, then run this cell again."
                 if "google.colab" in sys.modules else "Training will be slow on the CPU.")
-        warnings.warn(f"No GPU found. {hint} Continuing with the '{prof.name}' profile.", stacklevel=2)
+        warnings.warn(f"No GPU found. {hint} Continuing with the '{prof.name}' profile.", LabkitWarning,
+                      stacklevel=2)
     backend.setup_gpu_memory()
     policy = precision_policy(prof.mixed_precision, gpus=gpus)
     keras.mixed_precision.set_global_policy(policy)

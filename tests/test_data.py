@@ -142,6 +142,10 @@ def test_damaged_image_after_extraction_is_named(synthetic_data_dir):
 
 
 class FakeResponse(io.BytesIO):
+    @property
+    def headers(self):
+        return {"Content-Length": str(len(self.getbuffer()))}
+
     def __enter__(self):
         return self
 
@@ -149,7 +153,8 @@ class FakeResponse(io.BytesIO):
         self.close()
 
 
-def test_download_verifies_checksum_and_keeps_nothing_on_mismatch(tmp_path, monkeypatch, synthetic_archive):
+def test_download_verifies_checksum_and_keeps_nothing_on_mismatch(tmp_path, monkeypatch, synthetic_archive,
+                                                                  capsys):
     payload = synthetic_archive.read_bytes()
     monkeypatch.setattr(files.urllib.request, "urlopen", lambda url, timeout: FakeResponse(payload))
     with pytest.raises(data.DataError, match="corrupt"):
@@ -160,6 +165,7 @@ def test_download_verifies_checksum_and_keeps_nothing_on_mismatch(tmp_path, monk
     images = data.ensure_images(tmp_path, download=True)
     assert (tmp_path / "17flowers.tgz").is_file() and not (tmp_path / "17flowers.tgz.part").exists()
     assert len(list(images.glob("image_*.jpg"))) == 1360
+    assert "MB" in capsys.readouterr().out                      # the download shows its progress
 
 
 def test_files_placed_by_hand_mean_no_network_access(synthetic_data_dir, monkeypatch):

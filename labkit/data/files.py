@@ -103,6 +103,13 @@ def md5sum(path: Path, chunk: int = 1 << 20) -> str:
 
 # --------------------------------------------------------------------------- download
 
+def _progress(size: int):
+    """A progress bar in MB (Keras' ``Progbar``: one line in a terminal and in a notebook)."""
+    from keras.utils import Progbar
+
+    return Progbar(round(size / 2**20, 1) if size else None, unit_name="MB", interval=0.5)
+
+
 def _download(url: str, dest: Path, md5: str, timeout: float = 30.0) -> Path:
     """Fetch ``url`` to ``dest`` through ``dest.part``; only a verified file gets its final name."""
     part = dest.with_name(dest.name + ".part")
@@ -111,9 +118,14 @@ def _download(url: str, dest: Path, md5: str, timeout: float = 30.0) -> Path:
     digest = hashlib.md5()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+            size = int((getattr(response, "headers", None) or {}).get("Content-Length") or 0)
+            progress = _progress(size)
+            done = 0
             while block := response.read(1 << 20):
                 digest.update(block)
                 out.write(block)
+                done += len(block)
+                progress.update(round(done / 2**20, 1))
     except (urllib.error.URLError, OSError, TimeoutError) as err:
         part.unlink(missing_ok=True)
         raise DataError(
