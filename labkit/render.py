@@ -66,15 +66,17 @@ def _execute(nb, folder: Path, profile: str, timeout: float) -> float:
 
 
 def problems(nb) -> dict:
-    """``{"errors": [(cell, ename)], "stderr_lines": n}``: what a reader should never see."""
-    errors, stderr = [], 0
+    """What a reader should never see: ``errors`` (cell, exception class) and ``noise``, the
+    lines on stderr that are not labkit's own one-line messages (``labkit: ...``)."""
+    errors, noise = [], []
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 errors.append((index, output.get("ename", "")))
             elif output.get("output_type") == "stream" and output.get("name") == "stderr":
-                stderr += len(str(output.get("text", "")).strip().splitlines())
-    return {"errors": errors, "stderr_lines": stderr}
+                noise += [(index, line) for line in str(output.get("text", "")).splitlines()
+                          if line.strip() and not line.startswith(("labkit: ", "[labkit"))]
+    return {"errors": errors, "noise": noise}
 
 
 def run_names(nb, outputs_dir: Path) -> list[str]:
@@ -123,7 +125,7 @@ def _lab_path(name) -> Path:
 def render(profile: str = "cpu", out="site", previews=None, notebooks=None, timeout: float = 7200,
            log=print) -> list[dict]:
     """Execute and render the labs (default: every ``notebooks/NN_*.ipynb``); returns one
-    summary per lab: ``lab``, ``seconds``, ``errors``, ``stderr_lines``, ``runs``."""
+    summary per lab: ``lab``, ``seconds``, ``errors``, ``noise``, ``runs``, ``results``."""
     from labkit import nbtools, places
     from labkit.grading import assign, graded_notebooks
     from labkit.profiles import get_profile
@@ -164,7 +166,7 @@ def render(profile: str = "cpu", out="site", previews=None, notebooks=None, time
                 Path(previews).mkdir(parents=True, exist_ok=True)
                 nbformat.write(student, Path(previews) / lab.name)
             log(f"[labkit.render] {lab.stem}: {seconds / 60:.1f} min, {len(found['errors'])} errors, "
-                f"{found['stderr_lines']} stderr lines")
+                f"{len(found['noise'])} lines of warnings")
     (out / "index.html").write_text(index_html(summaries, profile), encoding="utf-8")
     if previews is not None:
         (Path(previews) / "README.md").write_text(index_markdown(summaries, profile), encoding="utf-8")

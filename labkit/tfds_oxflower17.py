@@ -85,9 +85,18 @@ def load(split: str = "train", data_dir=None, partition: int = 1, **load_kwargs)
     if prepared.exists() and (not stamp.is_file() or stamp.read_text() != split_name):
         shutil.rmtree(prepared)  # a derived cache, rebuilt from the archive below
     config = tfds.download.DownloadConfig(manual_dir=str(root))
-    result = tfds.load(
-        f"oxford_flowers17/partition{partition}", split=split, data_dir=str(root / "tfds"),
-        download_and_prepare_kwargs={"download_config": config}, **load_kwargs,
-    )
+    # TFDS reports its own bookkeeping while it prepares (e.g. "Variant folder ... has no
+    # dataset_info.json" for the folder it is about to fill) at absl's WARNING level: keep errors
+    from absl import logging as absl_logging
+
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        result = tfds.load(
+            f"oxford_flowers17/partition{partition}", split=split, data_dir=str(root / "tfds"),
+            download_and_prepare_kwargs={"download_config": config}, **load_kwargs,
+        )
+    finally:
+        absl_logging.set_verbosity(verbosity)
     stamp.write_text(split_name)
     return result

@@ -5,6 +5,7 @@
         notebooks/NN_*.ipynb  student versions: no solutions, no hidden tests; their setup cell
                               and Colab badge point at the release's own address
         notebooks/tests/      the public tests (``grader.check``)
+        previews/             each lab executed with a solution, without its code (``labkit.render``)
         labkit/, pyproject.toml, requirements.txt    the package, installable with pip
         data/README.md
 
@@ -34,6 +35,7 @@ RELEASE_MARKER = ".labkit-release"
 PACKAGE_FILES = ("pyproject.toml", "requirements.txt")
 STUDENT_GUIDE = "docs/students.md"
 DATA_README = "data/README.md"
+PREVIEWS = "previews"
 #: the files searched by release_leaks
 _TEXT_SUFFIXES = (".py", ".ipynb", ".md", ".txt", ".toml", ".yml", ".yaml", ".json", ".cfg")
 
@@ -152,6 +154,8 @@ def release(out="dist/release", config=None, log=print) -> Path:
         for name in PACKAGE_FILES:
             shutil.copy2(root / name, stage / name)
         shutil.copy2(root / STUDENT_GUIDE, stage / "README.md")
+        if (root / PREVIEWS).is_dir():
+            shutil.copytree(root / PREVIEWS, stage / PREVIEWS)
         (stage / "data").mkdir()
         shutil.copy2(root / DATA_README, stage / DATA_README)
         (stage / ".gitignore").write_text("data/*\n!data/README.md\noutputs/\n__pycache__/\n*.egg-info/\n"
