@@ -526,3 +526,23 @@ def test_a_run_on_training_data_of_its_own_is_not_a_labs_comparison_run():
     assert report.is_from_scratch({"config": {"train_split": "train"}, "start": None})
     assert not report.is_from_scratch({"config": {"train_data": "own-0123456789"}, "start": None})
     assert not report.is_from_scratch({"config": {"images_per_class": 5}, "start": None})
+
+
+def test_two_processes_asking_for_one_run_train_it_once(real_data_dir, tmp_path):
+    """Two notebooks (or two test workers) train the same run: the second waits for the first
+    and reads its record back, instead of both writing one folder."""
+    out = tmp_path / "shared-run"
+    script = textwrap.dedent(f"""
+        from labkit import train
+        run = train.train("resnet18", profile="smoke", image_size=32, batch_size=16, epochs=2, steps_per_epoch=2,
+                          out_dir={str(out)!r}, data_dir={str(real_data_dir)!r}, verbose=0, augmentation="none")
+        print("epochs", len(run.history))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
+    printed = [stdout for stdout, _ in outputs]
+    assert all("epochs 2" in text for text in printed)
+    assert sum("holds a finished run" in text for text in printed) == 1     # one trained, one read it back
+    assert len((out / "history.csv").read_text().splitlines()) == 3         # header + two epochs, once

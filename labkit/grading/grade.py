@@ -33,6 +33,8 @@ DEFAULT_TIMEOUT = 3600          # seconds per notebook; the cpu profile trains f
 CSV_COLUMNS = ["student", "lab", "question", "score", "max_score", "message"]
 #: not copied from a handed-in run: the per-epoch backup and the weights-only twin of best.keras
 _NOT_COPIED = ("best.weights.h5",)
+#: the thread counts TensorFlow, JAX (XLA) and OpenMP read at start-up
+_THREAD_VARS = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
 def _copy_data(source: Path, dest: Path) -> None:
@@ -77,11 +79,13 @@ def _copy_run(run: Path, dest: Path) -> None:
 
 
 def grade_notebook(notebook: Path, lab: str, autograder: Path, *, timeout: float = DEFAULT_TIMEOUT,
-                   data_dir=None, profile: str | None = None, runs: dict | None = None) -> Outcome:
+                   data_dir=None, profile: str | None = None, runs: dict | None = None,
+                   threads: int | None = None) -> Outcome:
     """Grade one notebook in a fresh temporary folder and process. ``runs``: the run folders
     handed in with it (``{name: folder}``), checked and then read instead of training; ``None``
-    lets the notebook train (``--retrain``). A question missing from the outcome was not graded
-    (the run failed before it)."""
+    lets the notebook train (``--retrain``). ``threads``: CPU threads its frameworks may use
+    (several notebooks graded at once share the cores instead of fighting over them). A
+    question missing from the outcome was not graded (the run failed before it)."""
     from labkit import data as lkdata
 
     notebook, autograder = Path(notebook).resolve(), Path(autograder).resolve()  # the worker runs elsewhere
@@ -107,6 +111,8 @@ def grade_notebook(notebook: Path, lab: str, autograder: Path, *, timeout: float
                    LABKIT_PROFILE=profile or os.environ.get("LABKIT_PROFILE", ""))
         if not env["LABKIT_PROFILE"]:
             env.pop("LABKIT_PROFILE")
+        if threads:
+            env.update({var: str(threads) for var in _THREAD_VARS})
         if runs is not None:
             from labkit.train.engine import NO_TRAINING_VAR
 
@@ -182,7 +188,8 @@ def grade(submissions: str | os.PathLike, out: str | os.PathLike = "grades.csv",
             student, lab, path = item
             outcome = grade_notebook(path, lab, graders / lab / "autograder.zip", timeout=timeout,
                                      data_dir=data_dir, profile=profile,
-                                     runs=None if retrain else handed_in.get(student, {}))
+                                     runs=None if retrain else handed_in.get(student, {}),
+                                     threads=max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None)
             rows = outcome_rows(student, lab, expected[lab], outcome)
             score = sum(r["score"] for r in rows)
             log(f"[labkit.grade] {student} / {lab}: {score:g} of {sum(q['points'] for q in expected[lab]):g} "

@@ -28,7 +28,7 @@ def is_master(path: str | os.PathLike) -> bool:
 
 
 def graded_notebooks(folder: str | os.PathLike | None = None) -> list[Path]:
-    """The lab notebooks with graded exercises (labs 01-07), in lab order."""
+    """The lab notebooks with graded exercises (labs 01-10), in lab order."""
     from labkit.nbtools import lab_notebooks
 
     return [p for p in lab_notebooks(folder) if is_master(p)]

@@ -4,6 +4,7 @@ completed epoch (Keras ``BackupAndRestore``), a finished one is returned, not re
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -37,6 +38,29 @@ NO_TRAINING_VAR = "LABKIT_NO_TRAINING"
 
 class TrainingRefused(RuntimeError):
     """Training was asked for where only finished run records may be read (``$LABKIT_NO_TRAINING``)."""
+
+
+@contextlib.contextmanager
+def _one_at_a_time(out: Path):
+    """One ``train()`` per run folder at a time, across processes (two notebooks, or two test
+    workers, asking for the same run): the second waits, then finds the finished run. A lock
+    file held with ``fcntl.flock``; where that does not exist (Windows), no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"[labkit.train] another process is training {out}; waiting for it to finish", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class OutOfMemoryError(RuntimeError):
@@ -121,109 +145,110 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
         cfg = dataclasses.replace(cfg, train_data=f"own-{data_tag}")
     check(cfg)
     out = Path(out_dir) if out_dir else places.outputs_dir() / run_name(cfg)
-    results_path, history_path, backup = out / "results.json", out / "history.csv", out / "backup"
-    budget_path = out / "budget.json"
-    if results_path.is_file() and not overwrite:
-        record = json.loads(results_path.read_text())
-        if same_config(record.get("config", {}), cfg):
-            print(f"[labkit.train] {out} holds a finished run with these settings; returning it "
-                  "(train(..., overwrite=True) trains again).")
-            return load_run(out, data_dir=data_dir)
-        raise ValueError(f"{out} holds a finished run with other settings. Choose another out_dir, or "
-                         "pass overwrite=True to replace it.")
-    if os.environ.get(NO_TRAINING_VAR):
-        raise TrainingRefused(f"{out.name}: no finished run record with these settings was handed in, and "
-                              "training is off here (grading by run records).")
-    if overwrite and out.exists():
-        for item in ("results.json", "history.csv", "best.keras", "best.weights.h5", "budget.json", "backup"):
-            target = out / item
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    resuming = backup.exists() and any(backup.iterdir())
-    out.mkdir(parents=True, exist_ok=True)
-    if not resuming:
-        history_path.unlink(missing_ok=True)
+    with _one_at_a_time(out):
+        results_path, history_path, backup = out / "results.json", out / "history.csv", out / "backup"
+        budget_path = out / "budget.json"
+        if results_path.is_file() and not overwrite:
+            record = json.loads(results_path.read_text())
+            if same_config(record.get("config", {}), cfg):
+                print(f"[labkit.train] {out} holds a finished run with these settings; returning it "
+                      "(train(..., overwrite=True) trains again).")
+                return load_run(out, data_dir=data_dir)
+            raise ValueError(f"{out} holds a finished run with other settings. Choose another out_dir, or "
+                             "pass overwrite=True to replace it.")
+        if os.environ.get(NO_TRAINING_VAR):
+            raise TrainingRefused(f"{out.name}: no finished run record with these settings was handed in, and "
+                                  "training is off here (grading by run records).")
+        if overwrite and out.exists():
+            for item in ("results.json", "history.csv", "best.keras", "best.weights.h5", "budget.json", "backup"):
+                target = out / item
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        resuming = backup.exists() and any(backup.iterdir())
+        out.mkdir(parents=True, exist_ok=True)
+        if not resuming:
+            history_path.unlink(missing_ok=True)
 
-    precision = set_precision(cfg)
-    backend.setup_gpu_memory()
-    keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic:
-        backend.enable_determinism()
-    index = lkdata.oxflower17_index(data_dir, cfg.partition)
-    train_ds, val_ds, test_ds = datasets(cfg, data_dir, outputs=network.outputs, train_arrays=arrays)
-    # input normalisation from the images the run trains on (unshuffled: the same for every seed)
-    mean, variance = channel_statistics(
-        lkdata.oxflower17(cfg.train_split, cfg.image_size, cfg.batch_size, data_dir=data_dir,
-                          partition=cfg.partition, shuffle=False, classes=cfg.classes,
-                          images_per_class=cfg.images_per_class)
-        if arrays is None else lkdata.array_batches(*arrays, cfg.batch_size))
-    images = training_images(cfg, index) if arrays is None else len(arrays[1])
-    full_batches_only = backend.jit_compile(cfg.jit_compile)  # inputs.datasets drops the last, smaller batch
-    steps = cfg.steps_per_epoch or epoch_steps(images, cfg.batch_size, full_batches_only)
+        precision = set_precision(cfg)
+        backend.setup_gpu_memory()
+        keras.utils.set_random_seed(cfg.seed)
+        if cfg.deterministic:
+            backend.enable_determinism()
+        index = lkdata.oxflower17_index(data_dir, cfg.partition)
+        train_ds, val_ds, test_ds = datasets(cfg, data_dir, outputs=network.outputs, train_arrays=arrays)
+        # input normalisation from the images the run trains on (unshuffled: the same for every seed)
+        mean, variance = channel_statistics(
+            lkdata.oxflower17(cfg.train_split, cfg.image_size, cfg.batch_size, data_dir=data_dir,
+                              partition=cfg.partition, shuffle=False, classes=cfg.classes,
+                              images_per_class=cfg.images_per_class)
+            if arrays is None else lkdata.array_batches(*arrays, cfg.batch_size))
+        images = training_images(cfg, index) if arrays is None else len(arrays[1])
+        full_batches_only = backend.jit_compile(cfg.jit_compile)  # inputs.datasets drops the last, smaller batch
+        steps = cfg.steps_per_epoch or epoch_steps(images, cfg.batch_size, full_batches_only)
 
-    plan, run_cfg = None, cfg
-    try:
-        if cfg.budget_minutes and cfg.steps_per_epoch is None:
-            plan = _plan_budget(cfg, budget_path, started, mean, variance, train_ds, index, images, resuming,
-                                network, recipe_fn)
-            print(f"[labkit.train] {plan.describe()}", flush=True)
-            run_cfg = dataclasses.replace(cfg, epochs=plan.epochs)  # the schedule spans the chosen length
-        with backend.distribution_scope():
-            model, inference, net, start = build_training_model(run_cfg, mean, variance, network)
-            made = compile_model(model, run_cfg, steps, recipe_fn)
-        monitor = val_accuracy_key(model) if val_ds is not None else None
-        earlier = read_history(history_path) if resuming else pd.DataFrame()
-        # after a resume, only an epoch better than every earlier one may replace best.weights.h5
-        best_so_far = (float(earlier[monitor].max()) if monitor and monitor in earlier
-                       and (out / "best.weights.h5").is_file() else None)
-        cbs = [
-            EpochTimer(cfg.batch_size),
-            *made.callbacks,  # before the backup, so that what they change (the learning rate) is saved
-            # the backup outlives fit(): it is removed only once results.json exists, so a crash
-            # during evaluation or saving never throws the finished training away
-            keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
-            # with ema: validation, the best checkpoint and the final model use the averaged weights;
-            # the backup above (saved before the swap) keeps the raw ones and the average alike
-            *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if made.uses_ema else []),
-            # without validation (trainval) the final weights are the model: nothing to choose from
-            *([keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor=monitor, mode="max",
-                                               save_best_only=True, save_weights_only=True,
-                                               initial_value_threshold=best_so_far)] if monitor else []),
-            keras.callbacks.CSVLogger(str(history_path), append=True),
-            keras.callbacks.TerminateOnNaN(),
-            *callbacks,
-        ]
-        if resuming:
-            print(f"[labkit.train] resuming from the last completed epoch in {backup} "
-                  "(training that already finished is not repeated)")
-        fit_started = time.perf_counter()
-        model.fit(train_ds, validation_data=val_ds, epochs=run_cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
-                  callbacks=cbs, verbose=verbose, shuffle=False)  # the pipeline shuffles (seeded)
-        wall = time.perf_counter() - fit_started
-    except Exception as err:
-        if backend.is_out_of_memory(err):
-            raise _out_of_memory(cfg, backup) from err
-        raise
+        plan, run_cfg = None, cfg
+        try:
+            if cfg.budget_minutes and cfg.steps_per_epoch is None:
+                plan = _plan_budget(cfg, budget_path, started, mean, variance, train_ds, index, images, resuming,
+                                    network, recipe_fn)
+                print(f"[labkit.train] {plan.describe()}", flush=True)
+                run_cfg = dataclasses.replace(cfg, epochs=plan.epochs)  # the schedule spans the chosen length
+            with backend.distribution_scope():
+                model, inference, net, start = build_training_model(run_cfg, mean, variance, network)
+                made = compile_model(model, run_cfg, steps, recipe_fn)
+            monitor = val_accuracy_key(model) if val_ds is not None else None
+            earlier = read_history(history_path) if resuming else pd.DataFrame()
+            # after a resume, only an epoch better than every earlier one may replace best.weights.h5
+            best_so_far = (float(earlier[monitor].max()) if monitor and monitor in earlier
+                           and (out / "best.weights.h5").is_file() else None)
+            cbs = [
+                EpochTimer(cfg.batch_size),
+                *made.callbacks,  # before the backup, so that what they change (the learning rate) is saved
+                # the backup outlives fit(): it is removed only once results.json exists, so a crash
+                # during evaluation or saving never throws the finished training away
+                keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
+                # with ema: validation, the best checkpoint and the final model use the averaged weights;
+                # the backup above (saved before the swap) keeps the raw ones and the average alike
+                *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if made.uses_ema else []),
+                # without validation (trainval) the final weights are the model: nothing to choose from
+                *([keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor=monitor, mode="max",
+                                                   save_best_only=True, save_weights_only=True,
+                                                   initial_value_threshold=best_so_far)] if monitor else []),
+                keras.callbacks.CSVLogger(str(history_path), append=True),
+                keras.callbacks.TerminateOnNaN(),
+                *callbacks,
+            ]
+            if resuming:
+                print(f"[labkit.train] resuming from the last completed epoch in {backup} "
+                      "(training that already finished is not repeated)")
+            fit_started = time.perf_counter()
+            model.fit(train_ds, validation_data=val_ds, epochs=run_cfg.epochs, steps_per_epoch=cfg.steps_per_epoch,
+                      callbacks=cbs, verbose=verbose, shuffle=False)  # the pipeline shuffles (seeded)
+            wall = time.perf_counter() - fit_started
+        except Exception as err:
+            if backend.is_out_of_memory(err):
+                raise _out_of_memory(cfg, backup) from err
+            raise
 
-    if monitor and (out / "best.weights.h5").is_file():  # trainval: the final (averaged) weights
-        model.load_weights(str(out / "best.weights.h5"))
-    from labkit.evaluate import evaluate, evaluate_ten_crop
+        if monitor and (out / "best.weights.h5").is_file():  # trainval: the final (averaged) weights
+            model.load_weights(str(out / "best.weights.h5"))
+        from labkit.evaluate import evaluate, evaluate_ten_crop
 
-    names = lkdata.class_names(cfg.classes)
-    evaluation = evaluate(inference, test_ds, names)
-    ten_crop = evaluate_ten_crop(inference, names, "test", cfg.image_size, batch_size=cfg.batch_size,
-                                 data_dir=data_dir, partition=cfg.partition, classes=cfg.classes)
-    history = read_history(history_path)
-    record = results(cfg, net, index, history, evaluation, wall, monitor,
-                     test_top1_10crop=ten_crop.top1, precision=precision, jit_compile=bool(model.jit_compile),
-                     budget=plan.as_dict() if plan else None,
-                     pipeline="numpy" if isinstance(train_ds, lkdata.ArrayBatches) else "tf.data",
-                     decoder=default_decoder(), start=start, network=network.record(),
-                     recipe=made.describe(), steps_per_epoch=steps,
-                     train_data=({"images": images, "fingerprint": cfg.train_data.removeprefix("own-")}
-                                 if arrays is not None else None),
-                     wall_seconds=time.perf_counter() - started)
-    write_run(out, record, inference, net, history, evaluation,
-              title=f"{cfg.model}, {cfg.profile} profile, {cfg.image_size} px")
-    shutil.rmtree(backup, ignore_errors=True)
-    budget_path.unlink(missing_ok=True)
-    return Run(out, record, history, inference, evaluation)
+        names = lkdata.class_names(cfg.classes)
+        evaluation = evaluate(inference, test_ds, names)
+        ten_crop = evaluate_ten_crop(inference, names, "test", cfg.image_size, batch_size=cfg.batch_size,
+                                     data_dir=data_dir, partition=cfg.partition, classes=cfg.classes)
+        history = read_history(history_path)
+        record = results(cfg, net, index, history, evaluation, wall, monitor,
+                         test_top1_10crop=ten_crop.top1, precision=precision, jit_compile=bool(model.jit_compile),
+                         budget=plan.as_dict() if plan else None,
+                         pipeline="numpy" if isinstance(train_ds, lkdata.ArrayBatches) else "tf.data",
+                         decoder=default_decoder(), start=start, network=network.record(),
+                         recipe=made.describe(), steps_per_epoch=steps,
+                         train_data=({"images": images, "fingerprint": cfg.train_data.removeprefix("own-")}
+                                     if arrays is not None else None),
+                         wall_seconds=time.perf_counter() - started)
+        write_run(out, record, inference, net, history, evaluation,
+                  title=f"{cfg.model}, {cfg.profile} profile, {cfg.image_size} px")
+        shutil.rmtree(backup, ignore_errors=True)
+        budget_path.unlink(missing_ok=True)
+        return Run(out, record, history, inference, evaluation)
