@@ -30,8 +30,8 @@ from pathlib import Path
 
 import nbformat
 
-#: a figure is stored as JPEG of this quality when that is smaller than its PNG
-JPEG_QUALITY = 80
+#: a figure is stored as JPEG of this quality, at most this wide, when that is smaller than its PNG
+JPEG_QUALITY, MAX_WIDTH = 75, 1100
 
 
 def _shrink_images(nb) -> None:
@@ -44,6 +44,8 @@ def _shrink_images(nb) -> None:
                 continue
             png = base64.b64decode(data["image/png"])
             image = Image.open(io.BytesIO(png)).convert("RGB")
+            if image.width > MAX_WIDTH:
+                image = image.resize((MAX_WIDTH, round(image.height * MAX_WIDTH / image.width)), Image.LANCZOS)
             buffer = io.BytesIO()
             image.save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=True)
             if buffer.tell() < len(png):
@@ -91,15 +93,38 @@ def run_names(nb, outputs_dir: Path) -> list[str]:
     return found
 
 
+#: a lab with more runs than this (lab 08's 24) is summed up in one line
+MAX_LISTED_RUNS = 5
+
+
 def _results(names: list[str], outputs_dir: Path) -> list[str]:
     import json
 
-    lines = []
-    for name in names:
-        r = json.loads((outputs_dir / name / "results.json").read_text())
-        lines.append(f"{name}: test top-1 {r['test_top1']:.1%}, {r['epochs_run']} epochs, "
-                     f"{r['training_seconds'] / 60:.0f} min training")
-    return lines
+    from labkit.report import _middle
+
+    records = [json.loads((outputs_dir / name / "results.json").read_text()) for name in names]
+    if len(records) > MAX_LISTED_RUNS:
+        top1 = [r["test_top1"] for r in records]
+        minutes = sum(r["training_seconds"] for r in records) / 60
+        return [f"{len(records)} runs: test top-1 {min(top1):.1%} to {max(top1):.1%}, "
+                f"{minutes:.0f} min training in all"]
+    return [f"{_middle(name, 48)}: test top-1 {r['test_top1']:.1%}, {r['epochs_run']} epochs, "
+            f"{r['training_seconds'] / 60:.0f} min training" for name, r in zip(names, records)]
+
+
+def summarize(nb, lab: str, seconds: float) -> dict:
+    """A lab's line in the index: its time, what went wrong, the runs its outputs name."""
+    from labkit import places
+
+    names = run_names(nb, places.outputs_dir())
+    return {"lab": lab, "seconds": seconds, **problems(nb), "runs": names,
+            "results": _results(names, places.outputs_dir())}
+
+
+def write_index(summaries: list[dict], profile: str, out, previews=None) -> None:
+    (Path(out) / "index.html").write_text(index_html(summaries, profile), encoding="utf-8")
+    if previews is not None:
+        (Path(previews) / "README.md").write_text(index_markdown(summaries, profile), encoding="utf-8")
 
 
 def _page(nb, title: str) -> str:
@@ -126,7 +151,7 @@ def render(profile: str = "cpu", out="site", previews=None, notebooks=None, time
            log=print) -> list[dict]:
     """Execute and render the labs (default: every ``notebooks/NN_*.ipynb``); returns one
     summary per lab: ``lab``, ``seconds``, ``errors``, ``noise``, ``runs``, ``results``."""
-    from labkit import nbtools, places
+    from labkit import nbtools
     from labkit.grading import assign, graded_notebooks
     from labkit.profiles import get_profile
 
@@ -156,20 +181,15 @@ def render(profile: str = "cpu", out="site", previews=None, notebooks=None, time
                     mine.outputs, mine.execution_count = ran.outputs, ran.execution_count
             _shrink_images(student)
             student.metadata["labkit_render"] = {"profile": profile, "seconds": round(seconds)}
-            found = problems(student)
-            names = run_names(student, places.outputs_dir())
-            summary = {"lab": lab.stem, "seconds": seconds, **found, "runs": names,
-                       "results": _results(names, places.outputs_dir())}
+            summary = summarize(student, lab.stem, seconds)
             summaries.append(summary)
             (out / f"{lab.stem}.html").write_text(_page(student, lab.stem), encoding="utf-8")
             if previews is not None:
                 Path(previews).mkdir(parents=True, exist_ok=True)
                 nbformat.write(student, Path(previews) / lab.name)
-            log(f"[labkit.render] {lab.stem}: {seconds / 60:.1f} min, {len(found['errors'])} errors, "
-                f"{len(found['noise'])} lines of warnings")
-    (out / "index.html").write_text(index_html(summaries, profile), encoding="utf-8")
-    if previews is not None:
-        (Path(previews) / "README.md").write_text(index_markdown(summaries, profile), encoding="utf-8")
+            log(f"[labkit.render] {lab.stem}: {seconds / 60:.1f} min, {len(summary['errors'])} errors, "
+                f"{len(summary['noise'])} lines of warnings")
+    write_index(summaries, profile, out, previews)
     return summaries
 
 
@@ -184,7 +204,9 @@ def index_markdown(summaries: list[dict], profile: str) -> str:
              "What each lab looks like when it works: the student notebooks with the outputs of a "
              "correct solution (`python -m labkit render`). The solutions themselves are not here.", "",
              f"Machine: {_machine()}.", "",
-             "| lab | time | problems | results (run records) |", "|---|---|---|---|"]
+             "*Render time* is this execution's: a run already on disk is read back, not trained again, so "
+             "a lab's time in class is that plus the training minutes of its runs.", "",
+             "| lab | render time | problems | results (run records) |", "|---|---|---|---|"]
     for s in summaries:
         problem = f"{len(s['errors'])} errors" if s["errors"] else "none"
         lines.append(f"| [{s['lab']}]({s['lab']}.ipynb) | {s['seconds'] / 60:.1f} min | {problem} | "
@@ -203,7 +225,9 @@ def index_html(summaries: list[dict], profile: str) -> str:
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}}</style></head>
 <body><h1>labkit: the labs, executed ({profile} profile)</h1>
 <p>Machine: {html.escape(_machine())}.</p>
-<table><tr><th>lab</th><th>time</th><th>errors</th><th>results (run records)</th></tr>
+<p>Render time is this execution's: a run already on disk is read back, not trained again, so a lab's
+time in class is that plus the training minutes of its runs.</p>
+<table><tr><th>lab</th><th>render time</th><th>errors</th><th>results (run records)</th></tr>
 {rows}
 </table></body></html>
 """

@@ -36,6 +36,11 @@ def test_release_holds_student_notebooks_tests_package_and_guides(release):
         assert nb.cells[1].source == nbtools.setup_cell(url), path.name     # installs from the release
         assert url.removeprefix("https://github.com/") in nb.cells[0].source   # its Colab badge too
     assert f'REPO_URL = "{url}"' in (release / "labkit" / "__init__.py").read_text()
+    previews = sorted((release / "previews").glob("*.ipynb"))         # the committed render, as students see it
+    assert [p.name for p in previews] == labs and (release / "previews" / "README.md").is_file()
+    for path in previews:
+        nb = nbformat.read(path, as_version=4)
+        assert nb.cells[1].source == nbtools.setup_cell(url) and nb.cells[1].outputs, path.name
 
 
 def test_nothing_in_the_release_holds_a_solution_a_hidden_test_or_the_master_address(release):

@@ -156,6 +156,10 @@ def release(out="dist/release", config=None, log=print) -> Path:
         shutil.copy2(root / STUDENT_GUIDE, stage / "README.md")
         if (root / PREVIEWS).is_dir():
             shutil.copytree(root / PREVIEWS, stage / PREVIEWS)
+            for path in sorted((stage / PREVIEWS).glob("*.ipynb")):
+                nb = nbformat.read(path, as_version=4)
+                _point_at(nb, url, path.name)
+                nbformat.write(nb, path)
         (stage / "data").mkdir()
         shutil.copy2(root / DATA_README, stage / DATA_README)
         (stage / ".gitignore").write_text("data/*\n!data/README.md\noutputs/\n__pycache__/\n*.egg-info/\n"
