@@ -175,6 +175,7 @@ def render(profile: str = "cpu", out="site", previews=None, notebooks=None, time
             else:
                 student = solution = nbformat.read(lab, as_version=4)
             log(f"[labkit.render] {lab.stem}: executing in the {profile} profile ...")
+            nbformat.write(solution, work / lab.name)   # otter's grader.check reads the notebook's file
             seconds = _execute(solution, work, profile, timeout)
             for mine, ran in zip(student.cells, solution.cells):
                 if mine.cell_type == "code":

@@ -52,3 +52,6 @@ def test_previews_show_outputs_but_no_solution(rendered):
     images = [k for c in code for o in c.outputs for k in o.get("data", {}) if k.startswith("image/")]
     assert images and "image/jpeg" in images                            # figures, stored small
     assert preview.metadata["labkit_render"]["profile"] == "smoke"
+    checks = ["\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in c.outputs)
+              for c in code if c.source.lstrip().startswith("grader.check(")]
+    assert checks and all("passed" in text for text in checks), checks   # the solution passes its checks
