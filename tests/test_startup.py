@@ -44,3 +44,16 @@ def test_the_command_line_starts_without_tensorflows_log():
     lines = done.stderr.splitlines()
     assert not [line for line in lines if startup.NATIVE_LOG.match(line)], done.stderr
     assert all(line.startswith("labkit: ") for line in lines), done.stderr   # one line each, no source line
+
+
+def test_tensorflows_retracing_warning_is_not_shown():
+    import logging
+
+    import tensorflow as tf
+
+    def record(text):
+        return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, text, None, None)
+
+    logger = tf.get_logger()
+    assert not logger.filter(record("5 out of the last 13 calls to <function f> triggered tf.function retracing."))
+    assert logger.filter(record("Gradients do not exist for variables"))      # other warnings still show

@@ -544,5 +544,5 @@ def test_two_processes_asking_for_one_run_train_it_once(real_data_dir, tmp_path)
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
     printed = [stdout for stdout, _ in outputs]
     assert all("epochs 2" in text for text in printed)
-    assert sum("holds a finished run" in text for text in printed) == 1     # one trained, one read it back
+    assert sum("read back" in text for text in printed) == 1                # one trained, one read it back
     assert len((out / "history.csv").read_text().splitlines()) == 3         # header + two epochs, once

@@ -151,8 +151,8 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
         if results_path.is_file() and not overwrite:
             record = json.loads(results_path.read_text())
             if same_config(record.get("config", {}), cfg):
-                print(f"[labkit.train] {out} holds a finished run with these settings; returning it "
-                      "(train(..., overwrite=True) trains again).")
+                print(f"[labkit.train] {out.name}: finished earlier with these settings; read back, not trained "
+                      "again (overwrite=True trains it again)")
                 return load_run(out, data_dir=data_dir)
             raise ValueError(f"{out} holds a finished run with other settings. Choose another out_dir, or "
                              "pass overwrite=True to replace it.")
