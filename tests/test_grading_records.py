@@ -13,7 +13,7 @@ import pytest
 from labkit import grading
 from labkit.grading.outcome import TRAINING_REFUSED, Outcome, rows
 from labkit.train import integrity
-from tests.test_train import small_run
+from test_train import small_run
 
 EXPECTED = [{"name": "conv", "points": 2.0}, {"name": "trained", "points": 1.0}]
 

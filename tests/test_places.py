@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 from labkit import colab, places, report, train
-from tests.test_train import EpochsSeen, InterruptAt
+from test_train import EpochsSeen, InterruptAt
 
 
 @pytest.fixture
