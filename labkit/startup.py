@@ -65,17 +65,18 @@ def quiet_start() -> None:
     warnings.formatwarning = _format
     asked = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if (asked is not None and asked in ("0", "1")) or "tensorflow" in sys.modules:
-        return
     import importlib.util
 
-    if importlib.util.find_spec("tensorflow") is None:
-        return
-    with native_log_filtered():
-        import tensorflow as tf
+    if (asked not in ("0", "1") and "tensorflow" not in sys.modules
+            and importlib.util.find_spec("tensorflow") is not None):
+        with native_log_filtered():
+            import tensorflow as tf
 
-        tf.config.list_physical_devices("GPU")
-    tf.get_logger().addFilter(_not_retracing)
+            tf.config.list_physical_devices("GPU")
+    if "tensorflow" in sys.modules:   # loaded here, or before labkit was imported
+        logger = sys.modules["tensorflow"].get_logger()
+        if _not_retracing not in logger.filters:
+            logger.addFilter(_not_retracing)
 
 
 def _not_retracing(record) -> bool:
