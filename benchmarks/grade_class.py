@@ -26,7 +26,7 @@ def lab_runs(lab: str, profile: str) -> list[Path]:
     student's own network (``_own-``) of labs 02-05, and lab 05's degradation experiment."""
     from labkit import places, report
 
-    model = {"02_alexnet": "alexnet", "03_vgg": "vgg11", "04_googlenet": "googlenet", "05_resnet": "resnet18"}[lab]
+    model = report.LAB_RUNS[int(lab[:2]) - 2][0]   # labs 02-05 train report.LAB_RUNS in order
     table = report.collect([places.outputs_dir()])
     table = table[table["profile"] == profile]
     own = table[(table["model"] == model) & table["run"].str.contains("_own-")

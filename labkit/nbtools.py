@@ -72,22 +72,28 @@ def strip(nb):
     return nb
 
 
-def execute(path: str | os.PathLike, profile: str = "smoke", timeout: int = 1800) -> None:
-    """Run a notebook top to bottom in its own folder with ``LABKIT_PROFILE=profile``, strip, save."""
+def run(nb, folder: str | os.PathLike, profile: str = "smoke", timeout: float = 1800,
+        allow_errors: bool = False) -> None:
+    """Execute ``nb`` in place, in ``folder``, with ``LABKIT_PROFILE=profile`` for its kernel."""
     from nbclient import NotebookClient
 
-    path = Path(path)
-    nb = nbformat.read(path, as_version=4)
     old = os.environ.get("LABKIT_PROFILE")
     os.environ["LABKIT_PROFILE"] = profile
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                       resources={"metadata": {"path": str(folder)}}).execute()
     finally:
         if old is None:
             os.environ.pop("LABKIT_PROFILE", None)
         else:
             os.environ["LABKIT_PROFILE"] = old
+
+
+def execute(path: str | os.PathLike, profile: str = "smoke", timeout: int = 1800) -> None:
+    """Run a notebook top to bottom in its own folder with ``LABKIT_PROFILE=profile``, strip, save."""
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    run(nb, path.parent, profile, timeout)
     nbformat.write(strip(nb), path)
 
 

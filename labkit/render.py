@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 import re
 import shutil
 import tempfile
@@ -54,16 +53,10 @@ def _shrink_images(nb) -> None:
 
 
 def _execute(nb, folder: Path, profile: str, timeout: float) -> float:
-    import nbclient
+    from labkit import nbtools
 
-    old = os.environ.get("LABKIT_PROFILE")
-    os.environ["LABKIT_PROFILE"] = profile
     started = time.perf_counter()
-    try:
-        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                resources={"metadata": {"path": str(folder)}}).execute()
-    finally:
-        os.environ.pop("LABKIT_PROFILE") if old is None else os.environ.__setitem__("LABKIT_PROFILE", old)
+    nbtools.run(nb, folder, profile, timeout, allow_errors=True)
     return time.perf_counter() - started
 
 
