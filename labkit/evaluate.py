@@ -90,31 +90,43 @@ def evaluate(model, dataset, class_names) -> Evaluation:
     return Evaluation(labels=labels, probabilities=probs, class_names=tuple(class_names))
 
 
-def evaluate_ten_crop(model, class_names, split: str = "test", image_size: int | None = None,
-                      batch_size: int = 32, data_dir=None, partition: int = 1,
-                      resize_ratio: float = 256 / 224, classes=None) -> Evaluation:
-    """AlexNet's 10-crop testing: images are resized to ``image_size * 256/224`` (256 for 224),
-    and the softmax outputs of the ten views (``labkit.augment.ten_crops``) are averaged.
-    ``classes``: the run's classes (``labkit.data.oxflower17``), for a model trained on some."""
+def ten_crop_probabilities(model, images, crop_size: int) -> np.ndarray:
+    """The mean softmax output of ``model`` over the ten views (``labkit.augment.ten_crops``) of
+    each image in a batch ``(B, H, W, C)``: ``(B, classes)``."""
     from keras import ops
 
-    from labkit import data
     from labkit.augment import ten_crops
+
+    views = ten_crops(np.asarray(images), crop_size)                       # (10, B, size, size, 3)
+    p = model.predict_on_batch(ops.reshape(views, (-1, crop_size, crop_size, views.shape[-1])))
+    if isinstance(p, (list, tuple)):
+        p = p[0]
+    elif isinstance(p, dict):
+        p = p["predictions"]
+    p = ops.convert_to_numpy(ops.cast(p, "float32"))
+    return p.reshape(10, len(images), -1).mean(axis=0)
+
+
+def evaluate_ten_crop(model, class_names, split: str = "test", image_size: int | None = None,
+                      batch_size: int = 32, data_dir=None, partition: int = 1,
+                      resize_ratio: float = 256 / 224, classes=None, images=None) -> Evaluation:
+    """AlexNet's 10-crop testing: images are resized to ``image_size * 256/224`` (256 for 224),
+    and the softmax outputs of the ten views (``labkit.augment.ten_crops``) are averaged.
+    ``classes``: the run's classes (``labkit.data.oxflower17``), for a model trained on some.
+    ``images``: positions in the split (in ``evaluate``'s order) to test only those."""
+    from labkit import data
 
     size = image_size or int(model.inputs[0].shape[1])
     big = int(round(size * resize_ratio))
     ds = data.oxflower17(split, big, batch_size, data_dir=data_dir, partition=partition, shuffle=False,
                          classes=classes)
-    labels, probs = [], []
-    for images, y in ds:
-        views = ten_crops(keras.ops.convert_to_numpy(images), size)          # (10, B, size, size, 3)
-        flat = ops.reshape(views, (-1, size, size, 3))
-        p = model.predict_on_batch(flat)
-        if isinstance(p, (list, tuple)):
-            p = p[0]
-        elif isinstance(p, dict):
-            p = p["predictions"]
-        p = ops.reshape(ops.cast(p, "float32"), (10, -1, len(class_names)))
-        probs.append(ops.convert_to_numpy(ops.mean(p, axis=0)))
-        labels.append(np.asarray(y))
+    wanted = None if images is None else np.asarray(images)
+    labels, probs, seen = [], [], 0
+    for batch, y in ds:
+        batch, y = np.asarray(batch), np.asarray(y)
+        keep = np.arange(len(y)) if wanted is None else np.flatnonzero(np.isin(np.arange(seen, seen + len(y)), wanted))
+        seen += len(y)
+        if len(keep):
+            probs.append(ten_crop_probabilities(model, batch[keep], size))
+            labels.append(y[keep])
     return Evaluation(np.concatenate(labels).astype(np.int64), np.concatenate(probs), tuple(class_names))

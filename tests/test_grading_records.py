@@ -45,6 +45,20 @@ def edit_record(**fields):
     return change
 
 
+def perfect_predictions(run, key):
+    """Replace one set of kept test predictions by a perfect score (and the record's top-1 with it,
+    so that the file still agrees with the record)."""
+    import numpy as np
+
+    from labkit.train import PREDICTIONS
+
+    with np.load(run / PREDICTIONS) as kept:
+        arrays = dict(kept)
+    arrays[key] = np.eye(arrays[key].shape[1], dtype=np.float32)[arrays["labels"]]
+    np.savez(run / PREDICTIONS, **arrays)
+    edit_record(**{"test_top1" if key == "probabilities" else "test_top1_10crop": 1.0})(run)
+
+
 def test_a_genuine_run_passes_every_check(genuine, real_data_dir):
     assert integrity.check_run(genuine, data_dir=real_data_dir) == []
 
@@ -58,7 +72,11 @@ def test_a_genuine_run_passes_every_check(genuine, real_data_dir):
     lambda run: (run / "history.csv").unlink(),
     lambda run: (run / "results.json").write_text("{"),
     lambda run: run.rename(run.with_name("resnet18_smoke_64px")),         # renamed to pass as another run
-], ids=["score", "epochs", "size", "best", "model", "history", "record", "renamed"])
+    lambda run: perfect_predictions(run, "probabilities"),                # what the notebook shows, typed in
+    lambda run: perfect_predictions(run, "probabilities_10crop"),
+    lambda run: (run / "test_predictions.npz").write_bytes(b"PK\x03\x04"),  # damaged
+], ids=["score", "epochs", "size", "best", "model", "history", "record", "renamed", "predictions", "10-crop",
+        "damaged-predictions"])
 def test_a_tampered_run_is_rejected_with_a_reason(genuine, tmp_path, real_data_dir, change):
     copy = tampered(genuine, tmp_path, lambda run: None)
     change(copy)

@@ -546,3 +546,50 @@ def test_two_processes_asking_for_one_run_train_it_once(real_data_dir, tmp_path)
     assert all("epochs 2" in text for text in printed)
     assert sum("read back" in text for text in printed) == 1                # one trained, one read it back
     assert len((out / "history.csv").read_text().splitlines()) == 3         # header + two epochs, once
+
+
+def test_a_run_read_back_shows_its_kept_predictions_without_evaluating_again(real_data_dir, tmp_path, monkeypatch):
+    """A finished run keeps its test predictions (single view and 10-crop): reading it back, as
+    every lab and grading do, shows them instead of evaluating the model again."""
+    from labkit import evaluate
+
+    trained = small_run(real_data_dir, tmp_path / "run")
+    assert (tmp_path / "run" / train.PREDICTIONS).is_file()
+    assert trained.ten_crop.top1 == trained.results["test_top1_10crop"]
+    assert trained.results["test_seconds_10crop"] > 0 and trained.results["test_seconds"] > 0
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(evaluate, "evaluate", refuse)
+    monkeypatch.setattr(evaluate, "evaluate_ten_crop", refuse)
+    back = train.load_run(tmp_path / "run", data_dir=real_data_dir)
+    np.testing.assert_array_equal(back.evaluation.probabilities, trained.evaluation.probabilities)
+    np.testing.assert_array_equal(back.ten_crop.probabilities, trained.ten_crop.probabilities)
+    assert back.evaluation.top1 == trained.results["test_top1"]
+
+
+def test_a_run_without_kept_predictions_is_evaluated_once_and_keeps_them(real_data_dir, tmp_path, monkeypatch):
+    """A run from before predictions were kept, or whose file does not match its record (stale,
+    damaged), is evaluated on reading back, and the predictions are kept for the next time."""
+    from labkit import evaluate
+
+    out = tmp_path / "run"
+    trained = small_run(real_data_dir, out)
+    calls = []
+    for name in ("evaluate", "evaluate_ten_crop"):
+        original = getattr(evaluate, name)
+        monkeypatch.setattr(evaluate, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    for damage in (lambda p: p.unlink(), lambda p: p.write_bytes(b"PK\x03\x04 truncated"),
+                   lambda p: np.savez(p.open("wb"), labels=trained.evaluation.labels,   # a perfect score typed in
+                                      probabilities=np.eye(17, dtype=np.float32)[trained.evaluation.labels])):
+        damage(out / train.PREDICTIONS)
+        calls.clear()
+        back = train.load_run(out, data_dir=real_data_dir)
+        assert back.ten_crop.top1 == pytest.approx(trained.results["test_top1_10crop"], abs=1e-6)
+        assert calls == ["evaluate", "evaluate_ten_crop"]
+        assert back.evaluation.top1 == pytest.approx(trained.results["test_top1"], abs=1e-6)
+        calls.clear()
+        again = train.load_run(out, data_dir=real_data_dir)
+        again.ten_crop
+        assert calls == []                       # kept by the first read-back

@@ -13,7 +13,7 @@ The path, one module a step:
     labkit.train.model      the training and inference models, compiled with the recipe
     labkit.train.budget     epochs chosen from measured speed so that a run fits its time budget
     labkit.train.engine     train(): build, compile, fit, resume, evaluate
-    labkit.train.records    the run folder: results.json, history, figures; load_run()
+    labkit.train.records    the run folder: results.json, history, predictions, figures; load_run()
     labkit.train.integrity  whether a run folder is what its record says (grading without retraining)
 
 Defaults follow the papers the slides quote (AlexNet section 5): SGD with momentum 0.9, weight
@@ -38,4 +38,4 @@ from labkit.train.inputs import channel_statistics, datasets, mixing_layer, trai
 from labkit.train.model import build_training_model, compile_model, set_precision  # noqa: F401
 from labkit.train.network import Network, choose_network  # noqa: F401
 from labkit.train.recipe import Recipe, SmoothedSparseCrossentropy, make_optimizer, profile_recipe  # noqa: F401
-from labkit.train.records import RESULTS_VERSION, Run, load_run  # noqa: F401
+from labkit.train.records import PREDICTIONS, RESULTS_VERSION, Run, load_run  # noqa: F401

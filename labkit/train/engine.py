@@ -29,7 +29,7 @@ from labkit.train.model import build_training_model, compile_model, set_precisio
 from labkit.train.network import Network, choose_network
 from labkit.train.recipe import as_recipe_function, profile_recipe
 from labkit.train.recipe import fingerprint as recipe_fingerprint
-from labkit.train.records import Run, load_run, read_history, results, write_run
+from labkit.train.records import PREDICTIONS, Run, load_run, read_history, results, write_run
 
 
 #: set (to anything) while grading by run records: a run that would have to train is refused
@@ -160,7 +160,8 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
             raise TrainingRefused(f"{out.name}: no finished run record with these settings was handed in, and "
                                   "training is off here (grading by run records).")
         if overwrite and out.exists():
-            for item in ("results.json", "history.csv", "best.keras", "best.weights.h5", "budget.json", "backup"):
+            for item in ("results.json", "history.csv", "best.keras", "best.weights.h5", "budget.json", "backup",
+                         PREDICTIONS):
                 target = out / item
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         resuming = backup.exists() and any(backup.iterdir())
@@ -234,12 +235,16 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
         from labkit.evaluate import evaluate, evaluate_ten_crop
 
         names = lkdata.class_names(cfg.classes)
+        tested = time.perf_counter()
         evaluation = evaluate(inference, test_ds, names)
+        tested, ten_tested = time.perf_counter() - tested, time.perf_counter()
         ten_crop = evaluate_ten_crop(inference, names, "test", cfg.image_size, batch_size=cfg.batch_size,
                                      data_dir=data_dir, partition=cfg.partition, classes=cfg.classes)
+        ten_tested = time.perf_counter() - ten_tested
         history = read_history(history_path)
         record = results(cfg, net, index, history, evaluation, wall, monitor,
-                         test_top1_10crop=ten_crop.top1, precision=precision, jit_compile=bool(model.jit_compile),
+                         test_top1_10crop=ten_crop.top1, test_seconds=tested, test_seconds_10crop=ten_tested,
+                         precision=precision, jit_compile=bool(model.jit_compile),
                          budget=plan.as_dict() if plan else None,
                          pipeline="numpy" if isinstance(train_ds, lkdata.ArrayBatches) else "tf.data",
                          decoder=default_decoder(), start=start, network=network.record(),
@@ -247,8 +252,8 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
                          train_data=({"images": images, "fingerprint": cfg.train_data.removeprefix("own-")}
                                      if arrays is not None else None),
                          wall_seconds=time.perf_counter() - started)
-        write_run(out, record, inference, net, history, evaluation,
+        write_run(out, record, inference, net, history, evaluation, ten_crop,
                   title=f"{cfg.model}, {cfg.profile} profile, {cfg.image_size} px")
         shutil.rmtree(backup, ignore_errors=True)
         budget_path.unlink(missing_ok=True)
-        return Run(out, record, history, inference, evaluation)
+        return Run(out, record, history, inference, evaluation, data_dir, ten_crop)

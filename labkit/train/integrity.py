@@ -10,7 +10,11 @@ Three checks, cheapest first:
 2. the history is consistent with the record: one row per epoch run, epochs 0, 1, ... in order,
    and the best validation accuracy and its epoch are the history's;
 3. ``best.keras`` evaluated on the test split reproduces the recorded ``test_top1`` within
-   ``tolerance`` (another CPU or GPU changes a few predictions, never many).
+   ``tolerance`` (another CPU or GPU changes a few predictions, never many), and the kept test
+   predictions (``test_predictions.npz``, which reading the run back shows) are its predictions
+   and the record's top-1s. The 10-crop predictions are checked on a random sample of
+   ``TEN_CROP_SAMPLE`` test images, not all of them (ten forward passes an image, and no grade
+   depends on them): a made-up set disagrees with the model on many images, so a sample finds it.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from pathlib import Path
 
 #: default tolerance on test top-1: 1.5 points, 5 of OxFlower17's 340 test images
 TOLERANCE = 0.015
+#: test images whose 10-crop predictions are recomputed to check the kept ones
+TEN_CROP_SAMPLE = 40
 _REPEATED = ("model", "model_options", "profile", "image_size", "batch_size", "partition", "seed")
 
 
@@ -91,8 +97,48 @@ def check_run(out, data_dir=None, tolerance: float = TOLERANCE) -> list[str]:
     classes = record["config"].get("classes")
     test = lkdata.oxflower17("test", record["image_size"], record["batch_size"], data_dir=data_dir,
                              partition=record["partition"], classes=classes)
-    top1 = evaluate(model, test, lkdata.class_names(classes)).top1
+    names = lkdata.class_names(classes)
+    evaluation = evaluate(model, test, names)
     claimed = record.get("test_top1")
-    if not isinstance(claimed, (int, float)) or abs(top1 - claimed) > tolerance:
-        return [f"best.keras scores {top1:.1%} on the test split, the record says {claimed!r}"]
+    if not isinstance(claimed, (int, float)) or abs(evaluation.top1 - claimed) > tolerance:
+        return [f"best.keras scores {evaluation.top1:.1%} on the test split, the record says {claimed!r}"]
+    return _check_predictions(out, record, names, evaluation, tolerance, model, data_dir)
+
+
+def _check_predictions(out: Path, record: dict, names, evaluation, tolerance: float, model, data_dir) -> list[str]:
+    """The kept test predictions, if any, are ``evaluation``'s (all but ``tolerance`` of them),
+    and the kept 10-crop ones the model's on a random sample of the test images."""
+    import secrets
+    import zipfile
+
+    import numpy as np
+
+    from labkit.evaluate import evaluate_ten_crop
+
+    from labkit.train.records import PREDICTIONS, read_predictions
+
+    path = out / PREDICTIONS
+    if not path.exists():
+        return []   # a run from before they were kept: reading it back evaluates it
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            keys = set(stored.files) - {"labels"}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return [f"{PREDICTIONS} cannot be read"]
+    saved = read_predictions(out, record, names)
+    single = saved.get("probabilities")
+    if (keys - set(saved) or single is None or not np.array_equal(single.labels, evaluation.labels)
+            or np.mean(single.predictions != evaluation.predictions) > tolerance):
+        return [f"{PREDICTIONS} is not best.keras's predictions and the record's results"]
+    ten = saved.get("probabilities_10crop")
+    if ten is not None:
+        # a sample the run's author cannot know in advance
+        sample = np.sort(np.random.default_rng(secrets.randbits(64)).choice(
+            len(ten.labels), min(TEN_CROP_SAMPLE, len(ten.labels)), replace=False))
+        check = evaluate_ten_crop(model, names, "test", record["image_size"], batch_size=record["batch_size"],
+                                  data_dir=data_dir, partition=record["partition"],
+                                  classes=record["config"].get("classes"), images=sample)
+        # another device flips a few close calls: allow the tolerance's share, and at least one
+        if np.sum(check.predictions != ten.predictions[sample]) > max(1, round(tolerance * len(sample))):
+            return [f"{PREDICTIONS}'s 10-crop predictions are not best.keras's"]
     return []

@@ -1,15 +1,18 @@
 """What a run leaves in its folder, and reading it back.
 
 ``results.json`` (the run record, written last and atomically: its presence means the run is
-complete), ``history.csv``, ``model_summary.txt``, ``best.keras``, ``per_class.csv``,
-``confusion_matrix.csv`` and figures.
+complete), ``history.csv``, ``model_summary.txt``, ``best.keras``, ``test_predictions.npz`` (the
+test split's probabilities, single view and 10-crop, so that reading a run back does not
+evaluate it again), ``per_class.csv``, ``confusion_matrix.csv`` and figures.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import keras
@@ -20,6 +23,9 @@ from labkit import data as lkdata
 from labkit import models as lkmodels
 
 RESULTS_VERSION = 1
+#: the test split's labels and probabilities: ``probabilities`` (single central view) and
+#: ``probabilities_10crop`` (``labkit.evaluate.evaluate_ten_crop``)
+PREDICTIONS = "test_predictions.npz"
 
 
 @dataclasses.dataclass
@@ -31,6 +37,26 @@ class Run:
     history: pd.DataFrame
     model: object = None
     evaluation: object = None
+    data_dir: object = None
+    _ten_crop: object = dataclasses.field(default=None, repr=False)
+
+    @property
+    def ten_crop(self):
+        """AlexNet's 10-crop test of the best model (``labkit.evaluate.evaluate_ten_crop``), an
+        ``Evaluation``: kept in the run folder when the run finished (``test_top1_10crop`` in its
+        record); for a run from before that, computed once and kept."""
+        if self._ten_crop is None:
+            from labkit.evaluate import evaluate_ten_crop
+
+            r, classes = self.results, self.results.get("config", {}).get("classes")
+            names = lkdata.class_names(classes)
+            saved = read_predictions(self.out_dir, r, names).get("probabilities_10crop")
+            if saved is None:
+                saved = evaluate_ten_crop(self.model, names, "test", r["image_size"], batch_size=r["batch_size"],
+                                          data_dir=self.data_dir, partition=r["partition"], classes=classes)
+                keep_predictions(self.out_dir, probabilities_10crop=saved)
+            self._ten_crop = saved
+        return self._ten_crop
 
     @property
     def network(self) -> dict:
@@ -166,8 +192,59 @@ def results(cfg, net, index, history, evaluation, wall, monitor, **extra) -> dic
     }
 
 
+def read_predictions(out, record: dict, class_names) -> dict:
+    """``{"probabilities": Evaluation, "probabilities_10crop": Evaluation}`` from the run folder's
+    ``test_predictions.npz``, each only if it is well formed and gives the top-1 the record
+    holds (``test_top1``, ``test_top1_10crop``); ``{}`` without the file. Anything else in the
+    folder is not trusted here: ``labkit.train.integrity`` checks them against ``best.keras``."""
+    from labkit.evaluate import Evaluation
+
+    claimed = {"probabilities": record.get("test_top1"), "probabilities_10crop": record.get("test_top1_10crop")}
+    try:
+        with np.load(Path(out) / PREDICTIONS, allow_pickle=False) as saved:
+            arrays = {key: saved[key] for key in ("labels", *claimed) if key in saved.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # missing, truncated or not an npz
+        return {}
+    labels = arrays.pop("labels", None)
+    if labels is None or labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        return {}
+    found = {}
+    for key, probs in arrays.items():
+        if probs.shape != (len(labels), len(class_names)) or not np.all(np.isfinite(probs)):
+            continue
+        evaluation = Evaluation(labels.astype(np.int64), probs.astype(np.float32), tuple(class_names))
+        # a record from before 10-crop was recorded has nothing to compare with
+        if claimed[key] is None and key == "probabilities_10crop" or (
+                isinstance(claimed[key], (int, float)) and abs(evaluation.top1 - claimed[key]) < 1e-9):
+            found[key] = evaluation
+    return found
+
+
+def keep_predictions(out, **evaluations) -> None:
+    """Add ``probabilities`` and/or ``probabilities_10crop`` (``Evaluation`` objects of the test
+    split) to the run folder's ``test_predictions.npz``, written atomically. A folder that cannot
+    be written (read-only) is left as it is: the predictions are only a cache."""
+    path = Path(out) / PREDICTIONS
+    arrays = {}
+    with contextlib.suppress(OSError, ValueError, EOFError, zipfile.BadZipFile):
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {key: saved[key] for key in saved.files}
+    labels = next(iter(evaluations.values())).labels
+    if "labels" in arrays and not np.array_equal(arrays["labels"], labels):
+        arrays = {}   # another split order (another labkit version): start again
+    arrays.update(labels=labels, **{key: e.probabilities for key, e in evaluations.items()})
+    tmp = path.with_name(f".{PREDICTIONS}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
 def load_run(out_dir, data_dir=None) -> Run:
-    """A finished run folder back as a ``Run``: its record, history, best model and test evaluation."""
+    """A finished run folder back as a ``Run``: its record, history, best model and test
+    evaluation (from ``test_predictions.npz``; runs from before it are evaluated once, and kept)."""
     from labkit.evaluate import evaluate
 
     out = Path(out_dir)
@@ -176,15 +253,22 @@ def load_run(out_dir, data_dir=None) -> Run:
     record = json.loads((out / "results.json").read_text())
     model = keras.models.load_model(out / "best.keras")
     classes = record.get("config", {}).get("classes")
-    test = lkdata.oxflower17("test", record["image_size"], record["batch_size"], data_dir=data_dir,
-                             partition=record["partition"], classes=classes)
-    return Run(out, record, read_history(out / "history.csv"), model,
-               evaluate(model, test, lkdata.class_names(classes)))
+    names = lkdata.class_names(classes)
+    saved = read_predictions(out, record, names)
+    evaluation = saved.get("probabilities")
+    if evaluation is None:
+        test = lkdata.oxflower17("test", record["image_size"], record["batch_size"], data_dir=data_dir,
+                                 partition=record["partition"], classes=classes)
+        evaluation = evaluate(model, test, names)
+        keep_predictions(out, probabilities=evaluation)
+    return Run(out, record, read_history(out / "history.csv"), model, evaluation, data_dir,
+               saved.get("probabilities_10crop"))
 
 
-def write_run(out: Path, record: dict, inference, net, history, evaluation, title: str) -> None:
+def write_run(out: Path, record: dict, inference, net, history, evaluation, ten_crop, title: str) -> None:
     """Everything but the backup; ``results.json`` last, so that it means 'complete'."""
     inference.save(out / "best.keras")
+    keep_predictions(out, probabilities=evaluation, probabilities_10crop=ten_crop)
     (out / "model_summary.txt").write_text(summary_text(net))
     evaluation.per_class().to_csv(out / "per_class.csv", index=False)
     np.savetxt(out / "confusion_matrix.csv", evaluation.confusion_matrix(), fmt="%d", delimiter=",")
