@@ -9,6 +9,9 @@ and not TensorFlow's:
 * TensorFlow's retracing warning, which reading back many runs triggers, is not shown.
 * labkit's own warnings (``LabkitWarning``) print as one line, ``labkit: ...``, without the
   Python source line that Python's default format adds.
+
+A process that uses no framework (the grading worker, which only drives a kernel) sets
+``LABKIT_PRELOAD=0`` to skip loading TensorFlow, about 5 s.
 """
 from __future__ import annotations
 
@@ -23,6 +26,10 @@ import warnings
 NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)"
                         r"|[IWE]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.]+:\d+\]"
                         r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+:\d+\])")
+
+
+#: set to 0 in a process that will not use a framework: ``import labkit`` then loads none
+PRELOAD_VAR = "LABKIT_PRELOAD"
 
 
 class LabkitWarning(UserWarning):
@@ -61,13 +68,14 @@ def native_log_filtered():
 
 def quiet_start() -> None:
     """Load TensorFlow (when installed) and probe its devices with the native log filtered,
-    unless ``TF_CPP_MIN_LOG_LEVEL`` was set to 0 or 1 by the user; format labkit's warnings."""
+    unless ``TF_CPP_MIN_LOG_LEVEL`` was set to 0 or 1 by the user or ``LABKIT_PRELOAD`` to 0;
+    format labkit's warnings."""
     warnings.formatwarning = _format
     asked = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import importlib.util
 
-    if (asked not in ("0", "1") and "tensorflow" not in sys.modules
+    if (asked not in ("0", "1") and "tensorflow" not in sys.modules and os.environ.get(PRELOAD_VAR) != "0"
             and importlib.util.find_spec("tensorflow") is not None):
         with native_log_filtered():
             import tensorflow as tf

@@ -57,3 +57,14 @@ def test_tensorflows_retracing_warning_is_not_shown():
     logger = tf.get_logger()
     assert not logger.filter(record("5 out of the last 13 calls to <function f> triggered tf.function retracing."))
     assert logger.filter(record("Gradients do not exist for variables"))      # other warnings still show
+
+
+def test_a_process_that_uses_no_framework_can_skip_loading_one():
+    """The grading worker only drives a kernel: with LABKIT_PRELOAD=0, importing labkit (and the
+    worker) loads no TensorFlow; without it, labkit loads TensorFlow quietly as usual."""
+    probe = "import sys, labkit.grading.worker; print('tensorflow' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k != startup.PRELOAD_VAR}
+    skipped = subprocess.run([sys.executable, "-c", probe], env={**env, startup.PRELOAD_VAR: "0"},
+                             capture_output=True, text=True, check=True)
+    loaded = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert skipped.stdout.split() == ["False"] and loaded.stdout.split() == ["True"]

@@ -28,6 +28,7 @@ from labkit.grading.masters import GradingError
 from labkit.grading.outcome import Outcome
 from labkit.grading.outcome import rows as outcome_rows
 from labkit.grading.submissions import find_submissions, run_folders
+from labkit.startup import PRELOAD_VAR
 
 DEFAULT_TIMEOUT = 3600          # seconds per notebook; the cpu profile trains for up to ~15 minutes
 CSV_COLUMNS = ["student", "lab", "question", "score", "max_score", "message"]
@@ -107,7 +108,7 @@ def grade_notebook(notebook: Path, lab: str, autograder: Path, *, timeout: float
                    XDG_CACHE_HOME=str(home / ".cache"), XDG_CONFIG_HOME=str(home / ".config"),
                    JUPYTER_RUNTIME_DIR=str(home / ".jupyter-runtime"), MPLBACKEND="agg",
                    LABKIT_DATA_DIR=str(box / "data"), LABKIT_OUTPUTS_DIR=str(box / "outputs"),
-                   LABKIT_OFFLINE="1", PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1",
+                   LABKIT_OFFLINE="1", PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1", **{PRELOAD_VAR: "0"},
                    LABKIT_PROFILE=profile or os.environ.get("LABKIT_PROFILE", ""))
         if not env["LABKIT_PROFILE"]:
             env.pop("LABKIT_PROFILE")
