@@ -13,6 +13,8 @@ from labkit import data, evaluate, report, train
 from labkit.__main__ import main as cli
 from labkit.augment import ten_crops
 
+pytestmark = pytest.mark.slow   # trains or grades runs: long, so it starts first on CI
+
 RECORD_KEYS = {
     "model", "model_options", "params", "profile", "image_size", "batch_size", "split_name", "partition",
     "epochs_run", "seed", "device", "training_seconds", "train_images_per_second", "best_val_accuracy",
@@ -580,7 +582,7 @@ def test_a_run_without_kept_predictions_is_evaluated_once_and_keeps_them(real_da
     for name in ("evaluate", "evaluate_ten_crop"):
         original = getattr(evaluate, name)
         monkeypatch.setattr(evaluate, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
-    for damage in (lambda p: p.unlink(), lambda p: p.write_bytes(b"PK\x03\x04 truncated"),
+    for damage in (lambda p: p.unlink(),   # missing (a damaged file reads as missing)
                    lambda p: np.savez(p.open("wb"), labels=trained.evaluation.labels,   # a perfect score typed in
                                       probabilities=np.eye(17, dtype=np.float32)[trained.evaluation.labels])):
         damage(out / train.PREDICTIONS)
@@ -593,3 +595,22 @@ def test_a_run_without_kept_predictions_is_evaluated_once_and_keeps_them(real_da
         again = train.load_run(out, data_dir=real_data_dir)
         again.ten_crop
         assert calls == []                       # kept by the first read-back
+
+
+def test_kept_predictions_are_not_shown_for_another_split(real_data_dir, tmp_path, monkeypatch):
+    """A run tested on another split than the one here (the official split added since) is
+    evaluated on this one, and its kept predictions stay as they were."""
+    from labkit import evaluate
+
+    out = tmp_path / "run"
+    small_run(real_data_dir, out)
+    record = json.loads((out / "results.json").read_text())
+    record["split_name"] = "oxford-official partition 1"
+    (out / "results.json").write_text(json.dumps(record))
+    kept = (out / train.PREDICTIONS).read_bytes()
+    calls = []
+    original = evaluate.evaluate
+    monkeypatch.setattr(evaluate, "evaluate", lambda *a, **k: calls.append(1) or original(*a, **k))
+    back = train.load_run(out, data_dir=real_data_dir)
+    assert calls == [1] and len(back.evaluation.labels) == 340
+    assert (out / train.PREDICTIONS).read_bytes() == kept

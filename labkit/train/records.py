@@ -39,6 +39,7 @@ class Run:
     evaluation: object = None
     data_dir: object = None
     _ten_crop: object = dataclasses.field(default=None, repr=False)
+    _keep: bool = dataclasses.field(default=True, repr=False)   # predictions of this split may be kept
 
     @property
     def ten_crop(self):
@@ -50,11 +51,12 @@ class Run:
 
             r, classes = self.results, self.results.get("config", {}).get("classes")
             names = lkdata.class_names(classes)
-            saved = read_predictions(self.out_dir, r, names).get("probabilities_10crop")
+            saved = read_predictions(self.out_dir, r, names).get("probabilities_10crop") if self._keep else None
             if saved is None:
                 saved = evaluate_ten_crop(self.model, names, "test", r["image_size"], batch_size=r["batch_size"],
                                           data_dir=self.data_dir, partition=r["partition"], classes=classes)
-                keep_predictions(self.out_dir, probabilities_10crop=saved)
+                if self._keep:
+                    keep_predictions(self.out_dir, probabilities_10crop=saved)
             self._ten_crop = saved
         return self._ten_crop
 
@@ -254,15 +256,19 @@ def load_run(out_dir, data_dir=None) -> Run:
     model = keras.models.load_model(out / "best.keras")
     classes = record.get("config", {}).get("classes")
     names = lkdata.class_names(classes)
-    saved = read_predictions(out, record, names)
+    # kept predictions are of the split the run was tested on: with another split here (the
+    # official one added since), the model is evaluated on this one, and nothing is kept
+    same_split = lkdata.load_splits(data_dir, record["partition"])[0] == record.get("split_name")
+    saved = read_predictions(out, record, names) if same_split else {}
     evaluation = saved.get("probabilities")
     if evaluation is None:
         test = lkdata.oxflower17("test", record["image_size"], record["batch_size"], data_dir=data_dir,
                                  partition=record["partition"], classes=classes)
         evaluation = evaluate(model, test, names)
-        keep_predictions(out, probabilities=evaluation)
+        if same_split:
+            keep_predictions(out, probabilities=evaluation)
     return Run(out, record, read_history(out / "history.csv"), model, evaluation, data_dir,
-               saved.get("probabilities_10crop"))
+               saved.get("probabilities_10crop"), same_split)
 
 
 def write_run(out: Path, record: dict, inference, net, history, evaluation, ten_crop, title: str) -> None:
