@@ -15,6 +15,7 @@ smaller. It writes
 
 A lab's *results* are the run records its outputs name (``outputs/<run>``). Runs already
 finished are read back, not trained again, so a render after the labs have run takes minutes.
+Rendering some labs (``render 02``) into a previews folder keeps the others' lines in the index.
 """
 from __future__ import annotations
 
@@ -183,8 +184,22 @@ def render(profile: str = "cpu", out="site", previews=None, notebooks=None, time
                 nbformat.write(student, Path(previews) / lab.name)
             log(f"[labkit.render] {lab.stem}: {seconds / 60:.1f} min, {len(summary['errors'])} errors, "
                 f"{len(summary['noise'])} lines of warnings")
-    write_index(summaries, profile, out, previews)
+    write_index(summaries + _kept(previews, profile, {s["lab"] for s in summaries}, out), profile, out, previews)
     return summaries
+
+
+def _kept(previews, profile: str, rendered: set, out: Path) -> list[dict]:
+    """The labs rendered earlier into ``previews`` in the same profile and not again now: their
+    lines stay in the index and their pages are written to ``out``, so that rendering one lab
+    again keeps the others."""
+    kept = []
+    for path in sorted(Path(previews).glob("[0-9][0-9]_*.ipynb")) if previews is not None else []:
+        nb = nbformat.read(path, as_version=4)
+        done = nb.metadata.get("labkit_render", {})
+        if path.stem not in rendered and done.get("profile") == profile:
+            kept.append(summarize(nb, path.stem, done.get("seconds", 0)))
+            (out / f"{path.stem}.html").write_text(_page(nb, path.stem), encoding="utf-8")
+    return kept
 
 
 def _machine() -> str:

@@ -55,3 +55,18 @@ def test_previews_show_outputs_but_no_solution(rendered):
     checks = ["\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in c.outputs)
               for c in code if c.source.lstrip().startswith("grader.check(")]
     assert checks and all("passed" in text for text in checks), checks   # the solution passes its checks
+
+
+def test_rendering_one_lab_again_keeps_the_others_in_the_index(rendered, real_data_dir, monkeypatch):
+    out, _ = rendered
+    monkeypatch.setenv("LABKIT_DATA_DIR", str(real_data_dir))
+    monkeypatch.setenv("LABKIT_OUTPUTS_DIR", str(out / "outputs"))
+    monkeypatch.setenv("LABKIT_OFFLINE", "1")
+    again = render.render("smoke", out=out / "site-again", previews=out / "previews", notebooks=["00"],
+                          log=lambda *_: None)
+    assert [s["lab"] for s in again] == ["00_setup_and_data"]
+    readme = (out / "previews" / "README.md").read_text()
+    assert "| [00_setup_and_data]" in readme and "| [02_alexnet](02_alexnet.ipynb) |" in readme
+    assert "test top-1" in readme                                   # lab 02's results, from its run
+    assert (out / "site-again" / "02_alexnet.html").is_file()       # its page, from its preview
+    assert "02_alexnet.html" in (out / "site-again" / "index.html").read_text()
