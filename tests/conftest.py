@@ -11,6 +11,14 @@ import pytest
 os.environ["LABKIT_OFFLINE"] = "1"
 os.environ.setdefault("LABKIT_PROFILE", "smoke")
 
+# pytest-xdist's workers share the cores (and pass the share on to the notebooks' kernels and the
+# subprocesses they start): two workers each running TensorFlow on every core spin against each
+# other. Set before anything imports TensorFlow.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    for _var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ.setdefault(_var, str(_share))
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "oxflower17" / "17flowers.tgz"
 
@@ -40,6 +48,22 @@ def write_tgz(path: Path, files: dict[str, bytes]) -> Path:
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long files first: those marked slow as a whole (``pytestmark = pytest.mark.slow``), then
+    the notebooks, then the rest, each group in collection order. With ``--dist loadfile`` a
+    worker takes the next whole file when it is free, so the short files fill the end and neither
+    worker waits long for the other."""
+    def rank(item):
+        if item.path.suffix == ".ipynb":
+            return 1
+        module = item.getparent(pytest.Module)
+        marks = getattr(module.obj, "pytestmark", []) if module is not None else []
+        marks = marks if isinstance(marks, list) else [marks]
+        return 0 if any(mark.name == "slow" for mark in marks) else 2
+
+    items.sort(key=rank)   # stable: the order within each group stays
 
 
 @pytest.fixture(scope="session")

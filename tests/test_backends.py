@@ -1,5 +1,7 @@
-"""labkit on every Keras backend: a backend-neutral subset of the suite under JAX and under
-PyTorch, and a smoke run in an environment without TensorFlow (as on the lent GPU machine: JAX, PyTorch, no TensorFlow)."""
+"""labkit on every Keras backend: a backend-neutral subset of the suite under PyTorch (under JAX:
+``test_backends_jax.py``, a file of its own so that the two run side by side on CI's two
+workers), and a smoke run in an environment without TensorFlow (as on the lent GPU machine: JAX,
+PyTorch, no TensorFlow)."""
 import json
 import os
 import subprocess
@@ -57,13 +59,6 @@ def _run_subset(tests, tmp_path, real_data_dir, **extra):
                           env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout.splitlines()[-1] and "skipped" not in done.stdout.splitlines()[-1]
-
-
-def test_backend_neutral_subset_passes_under_jax(tmp_path, real_data_dir):
-    pytest.importorskip("jax")
-    # compiled programs are shared between tests through a cache
-    _run_subset(JAX_SUBSET, tmp_path, real_data_dir, KERAS_BACKEND="jax",
-                JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
 
 
 def test_backend_neutral_subset_passes_under_torch(tmp_path, real_data_dir):

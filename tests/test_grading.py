@@ -13,6 +13,8 @@ import pytest
 
 from labkit import grading
 
+pytestmark = pytest.mark.slow   # trains or grades runs: long, so it starts first on CI
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 LABS = [p.stem for p in grading.graded_notebooks()]
 

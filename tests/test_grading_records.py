@@ -15,6 +15,8 @@ from labkit.grading.outcome import TRAINING_REFUSED, Outcome, rows
 from labkit.train import integrity
 from test_train import small_run
 
+pytestmark = pytest.mark.slow   # trains or grades runs: long, so it starts first on CI
+
 EXPECTED = [{"name": "conv", "points": 2.0}, {"name": "trained", "points": 1.0}]
 
 
