@@ -144,8 +144,9 @@ LAB_RUNS = [("alexnet", {}), ("vgg11", {}), ("googlenet", {"aux_classifiers": Tr
 
 def lab_runs(profile=None, runs=None, log=print) -> dict:
     """The four architecture labs' runs (``LAB_RUNS``) in ``profile``, as ``{model: run folder}``:
-    for each, the latest finished run from scratch on all 17 classes at the profile's image size,
-    whether it trained the student's network (labs 02-05) or labkit's. A lab not run yet is
+    for each, a finished run from scratch on all 17 classes at the profile's image size: the
+    student's network (labs 02-05) over labkit's, the profile's seed over a repeat with another
+    seed, then the latest. A lab not run yet is
     trained now, with labkit's reference network and the profile's recipe."""
     from labkit import train as lktrain
     from labkit.profiles import get_profile
@@ -160,7 +161,11 @@ def lab_runs(profile=None, runs=None, log=print) -> dict:
         mine = mine[[is_from_scratch(r) and _config(r).get("train_split", "train") == "train"
                      and (r.get("model_options") or {}) == options for _, r in mine.iterrows()]] if len(mine) else mine
         if len(mine):
-            row = mine.sort_values("finished").iloc[-1]
+            # the student's own network over labkit's, the lab's seed over a repeat's, then the latest
+            preference = pd.DataFrame({"own": [_network(r) == "yours" for _, r in mine.iterrows()],
+                                       "seed": [_config(r).get("seed", 0) == cfg.seed for _, r in mine.iterrows()],
+                                       "finished": mine["finished"].to_numpy()}, index=mine.index)
+            row = mine.loc[preference.sort_values(["own", "seed", "finished"]).index[-1]]
             found[model] = Path(row["run"])
             log(f"{model:10s} {_network(row):6s} network, test top-1 {row['test_top1']:.1%}   record: {found[model].name}")
         else:

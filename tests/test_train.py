@@ -614,3 +614,23 @@ def test_kept_predictions_are_not_shown_for_another_split(real_data_dir, tmp_pat
     back = train.load_run(out, data_dir=real_data_dir)
     assert calls == [1] and len(back.evaluation.labels) == 340
     assert (out / train.PREDICTIONS).read_bytes() == kept
+
+
+def test_the_labs_comparison_takes_the_students_own_run_of_the_labs_seed(tmp_path):
+    """Lab 07 compares the runs of labs 02-05: the student's network over labkit's reference, and
+    the lab's own seed over a repeat with another seed, even when those are newer."""
+    def record(folder, model, finished, own, seed=0, **options):
+        (tmp_path / folder).mkdir()
+        size = train.make_config(model, "smoke").image_size
+        (tmp_path / folder / "results.json").write_text(json.dumps({
+            "model": model, "model_options": options, "profile": "smoke", "image_size": size, "epochs_run": 2,
+            "params": 1, "training_seconds": 10.0, "train_images_per_second": 5.0, "best_val_accuracy": 0.5,
+            "test_top1": 0.5, "test_top5": 1.0, "split_name": "s", "finished": finished, "seed": seed,
+            "network": {"source": "own" if own else "labkit"}, "config": {"seed": seed}}))
+
+    for model, options in report.LAB_RUNS:
+        record(f"{model}-own", model, "2026-01-01T10:00:00", True, **options)
+        record(f"{model}-labkit-newer", model, "2026-01-01T11:00:00", False, **options)
+        record(f"{model}-own-seed1-newest", model, "2026-01-01T12:00:00", True, seed=1, **options)
+    found = report.lab_runs("smoke", [tmp_path], log=lambda *_: None)
+    assert {model: path.name for model, path in found.items()} == {m: f"{m}-own" for m, _ in report.LAB_RUNS}
