@@ -184,7 +184,8 @@ def render(profile: str = "cpu", out="site", previews=None, notebooks=None, time
                 nbformat.write(student, Path(previews) / lab.name)
             log(f"[labkit.render] {lab.stem}: {seconds / 60:.1f} min, {len(summary['errors'])} errors, "
                 f"{len(summary['noise'])} lines of warnings")
-    write_index(summaries + _kept(previews, profile, {s["lab"] for s in summaries}, out), profile, out, previews)
+    every = summaries + _kept(previews, profile, {s["lab"] for s in summaries}, out)
+    write_index(sorted(every, key=lambda s: s["lab"]), profile, out, previews)
     return summaries
 
 

@@ -67,6 +67,7 @@ def test_rendering_one_lab_again_keeps_the_others_in_the_index(rendered, real_da
     assert [s["lab"] for s in again] == ["00_setup_and_data"]
     readme = (out / "previews" / "README.md").read_text()
     assert "| [00_setup_and_data]" in readme and "| [02_alexnet](02_alexnet.ipynb) |" in readme
+    assert readme.index("| [00_setup_and_data]") < readme.index("| [02_alexnet]")   # in the labs' order
     assert "test top-1" in readme                                   # lab 02's results, from its run
     assert (out / "site-again" / "02_alexnet.html").is_file()       # its page, from its preview
     assert "02_alexnet.html" in (out / "site-again" / "index.html").read_text()
