@@ -11,14 +11,6 @@ import pytest
 os.environ["LABKIT_OFFLINE"] = "1"
 os.environ.setdefault("LABKIT_PROFILE", "smoke")
 
-# pytest-xdist's workers share the cores (and pass the share on to the notebooks' kernels and the
-# subprocesses they start): two workers each running TensorFlow on every core spin against each
-# other. Set before anything imports TensorFlow.
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
-    for _var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-        os.environ.setdefault(_var, str(_share))
-
 REPO = Path(__file__).resolve().parent.parent
 SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "oxflower17" / "17flowers.tgz"
 
