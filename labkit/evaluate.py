@@ -67,15 +67,20 @@ def split_arrays(split: str, image_size: int, data_dir=None, partition: int = 1)
     return np.concatenate(images), np.concatenate(labels)
 
 
+def _main_output(p):
+    """The class probabilities of a model with auxiliary outputs (GoogLeNet's): the first, or "predictions"."""
+    if isinstance(p, (list, tuple)):
+        return p[0]
+    if isinstance(p, dict):
+        return p["predictions"]
+    return p
+
+
 def predict(model, dataset) -> tuple[np.ndarray, np.ndarray]:
     """Labels and probabilities over a whole ``(images, labels)`` dataset (main output only)."""
     labels, probs = [], []
     for images, y in dataset:
-        p = model.predict_on_batch(np.asarray(images))  # compiled (jit on JAX), unlike model(x)
-        if isinstance(p, (list, tuple)):
-            p = p[0]
-        elif isinstance(p, dict):
-            p = p["predictions"]
+        p = _main_output(model.predict_on_batch(np.asarray(images)))  # compiled (jit on JAX), unlike model(x)
         probs.append(np.asarray(keras.ops.convert_to_numpy(p), dtype=np.float32))
         y = np.asarray(y)
         labels.append(y.argmax(axis=-1) if y.ndim == 2 else y)
@@ -98,11 +103,7 @@ def ten_crop_probabilities(model, images, crop_size: int) -> np.ndarray:
     from labkit.augment import ten_crops
 
     views = ten_crops(np.asarray(images), crop_size)                       # (10, B, size, size, 3)
-    p = model.predict_on_batch(ops.reshape(views, (-1, crop_size, crop_size, views.shape[-1])))
-    if isinstance(p, (list, tuple)):
-        p = p[0]
-    elif isinstance(p, dict):
-        p = p["predictions"]
+    p = _main_output(model.predict_on_batch(ops.reshape(views, (-1, crop_size, crop_size, views.shape[-1]))))
     p = ops.convert_to_numpy(ops.cast(p, "float32"))
     return p.reshape(10, len(images), -1).mean(axis=0)
 

@@ -235,12 +235,13 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
         from labkit.evaluate import evaluate, evaluate_ten_crop
 
         names = lkdata.class_names(cfg.classes)
-        tested = time.perf_counter()
+        clock = time.perf_counter()
         evaluation = evaluate(inference, test_ds, names)
-        tested, ten_tested = time.perf_counter() - tested, time.perf_counter()
+        tested = time.perf_counter() - clock
+        clock = time.perf_counter()
         ten_crop = evaluate_ten_crop(inference, names, "test", cfg.image_size, batch_size=cfg.batch_size,
                                      data_dir=data_dir, partition=cfg.partition, classes=cfg.classes)
-        ten_tested = time.perf_counter() - ten_tested
+        ten_tested = time.perf_counter() - clock
         history = read_history(history_path)
         record = results(cfg, net, index, history, evaluation, wall, monitor,
                          test_top1_10crop=ten_crop.top1, test_seconds=tested, test_seconds_10crop=ten_tested,

@@ -114,7 +114,6 @@ def _check_predictions(out: Path, record: dict, names, evaluation, tolerance: fl
     import numpy as np
 
     from labkit.evaluate import evaluate_ten_crop
-
     from labkit.train.records import PREDICTIONS, read_predictions
 
     path = out / PREDICTIONS
