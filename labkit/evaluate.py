@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import keras
 import numpy as np
 import pandas as pd
 
@@ -76,13 +75,32 @@ def _main_output(p):
     return p
 
 
+def predict_batches(model, images, batch_size: int) -> np.ndarray:
+    """The main output of ``model`` for ``images``, ``batch_size`` at a time, as float32 NumPy.
+    Every call has the same shape: the last, smaller batch is padded (and the padding's outputs
+    dropped), so that the prediction program is traced or compiled once (XLA, ``jax.jit``) and not
+    once more for each new batch size."""
+    from keras import ops
+
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = np.asarray(images[start:start + batch_size])
+        n = len(chunk)
+        if n < batch_size:
+            chunk = np.concatenate([chunk, np.zeros((batch_size - n, *chunk.shape[1:]), dtype=chunk.dtype)])
+        p = _main_output(model.predict_on_batch(chunk))  # compiled (jit on JAX), unlike model(x)
+        out.append(np.asarray(ops.convert_to_numpy(ops.cast(p, "float32")))[:n])
+    return np.concatenate(out)
+
+
 def predict(model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and probabilities over a whole ``(images, labels)`` dataset (main output only)."""
-    labels, probs = [], []
+    """Labels and probabilities over a whole ``(images, labels)`` dataset (main output only), in
+    batches of the dataset's first batch size (``predict_batches``)."""
+    labels, probs, size = [], [], None
     for images, y in dataset:
-        p = _main_output(model.predict_on_batch(np.asarray(images)))  # compiled (jit on JAX), unlike model(x)
-        probs.append(np.asarray(keras.ops.convert_to_numpy(p), dtype=np.float32))
-        y = np.asarray(y)
+        images, y = np.asarray(images), np.asarray(y)
+        size = size or len(images)
+        probs.append(predict_batches(model, images, size))
         labels.append(y.argmax(axis=-1) if y.ndim == 2 else y)
     return np.concatenate(labels).astype(np.int64), np.concatenate(probs)
 
@@ -95,16 +113,16 @@ def evaluate(model, dataset, class_names) -> Evaluation:
     return Evaluation(labels=labels, probabilities=probs, class_names=tuple(class_names))
 
 
-def ten_crop_probabilities(model, images, crop_size: int) -> np.ndarray:
+def ten_crop_probabilities(model, images, crop_size: int, batch_size: int | None = None) -> np.ndarray:
     """The mean softmax output of ``model`` over the ten views (``labkit.augment.ten_crops``) of
-    each image in a batch ``(B, H, W, C)``: ``(B, classes)``."""
+    each image in a batch ``(B, H, W, C)``: ``(B, classes)``. The views go through the model
+    ``batch_size`` at a time (default: all 10 B at once), in one shape (``predict_batches``)."""
     from keras import ops
 
     from labkit.augment import ten_crops
 
-    views = ten_crops(np.asarray(images), crop_size)                       # (10, B, size, size, 3)
-    p = _main_output(model.predict_on_batch(ops.reshape(views, (-1, crop_size, crop_size, views.shape[-1]))))
-    p = ops.convert_to_numpy(ops.cast(p, "float32"))
+    views = ops.convert_to_numpy(ten_crops(np.asarray(images), crop_size))  # (10, B, size, size, 3)
+    p = predict_batches(model, views.reshape(-1, crop_size, crop_size, views.shape[-1]), batch_size or 10 * len(images))
     return p.reshape(10, len(images), -1).mean(axis=0)
 
 
@@ -128,6 +146,6 @@ def evaluate_ten_crop(model, class_names, split: str = "test", image_size: int |
         keep = np.arange(len(y)) if wanted is None else np.flatnonzero(np.isin(np.arange(seen, seen + len(y)), wanted))
         seen += len(y)
         if len(keep):
-            probs.append(ten_crop_probabilities(model, batch[keep], size))
+            probs.append(ten_crop_probabilities(model, batch[keep], size, 10 * batch_size))
             labels.append(y[keep])
     return Evaluation(np.concatenate(labels).astype(np.int64), np.concatenate(probs), tuple(class_names))

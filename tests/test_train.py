@@ -287,6 +287,56 @@ def test_ten_crop_evaluation_runs_on_the_test_split(real_data_dir):
     np.testing.assert_allclose(ev.probabilities.sum(axis=1), 1, rtol=1e-5)
 
 
+class ShapeRecorder:
+    """A model for ``labkit.evaluate``'s predictions that records the batch shapes it is given."""
+
+    def __init__(self, model):
+        self.model, self.shapes = model, []
+
+    def predict_on_batch(self, x):
+        self.shapes.append(tuple(x.shape))
+        return self.model.predict_on_batch(x)
+
+
+def test_predictions_are_made_in_one_batch_shape_and_the_padding_is_dropped():
+    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Flatten(), keras.layers.Dense(17, activation="softmax")])
+    images = np.random.default_rng(0).random((21, 8, 8, 3)).astype(np.float32)
+    batches = [(images[i:i + 8], np.arange(i, min(i + 8, 21)) % 17) for i in range(0, 21, 8)]   # 8, 8 and 5 images
+    recorder = ShapeRecorder(model)
+    labels, probs = evaluate.predict(recorder, [(x[:, :6, :6], y) for x, y in batches])
+    assert set(recorder.shapes) == {(8, 6, 6, 3)} and probs.shape == (21, 17) and list(labels) == list(np.arange(21) % 17)
+    np.testing.assert_allclose(probs, to_numpy(model(images[:, :6, :6])), rtol=1e-5, atol=1e-6)
+
+    recorder.shapes.clear()
+    ten = evaluate.ten_crop_probabilities(recorder, images[:5], 6, batch_size=16)   # 50 views: 16, 16, 16 and 2
+    assert set(recorder.shapes) == {(16, 6, 6, 3)} and len(recorder.shapes) == 4
+    views = to_numpy(ten_crops(images[:5], 6)).reshape(50, 6, 6, 3)
+    np.testing.assert_allclose(ten, to_numpy(model(views)).reshape(10, 5, 17).mean(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_the_train_step_is_traced_once():
+    """The optimizer's slots exist before the first step: a TensorFlow function that creates
+    variables while it is traced is traced a second time, which doubled a short run's training."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow's tf.function")
+    import tensorflow as tf
+
+    cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=4, optimizer="adamw", ema=True)
+    model, _, _, _ = train.build_training_model(cfg, np.full(3, 0.4), np.full(3, 0.05))
+    train.compile_model(model, cfg, steps_per_epoch=2)
+    created = []
+
+    def creator(next_creator, **kwargs):
+        if tf.inside_function():
+            created.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    with tf.variable_creator_scope(creator):
+        model.fit(images, np.arange(8) % 17, batch_size=4, epochs=1, verbose=0)
+    assert created == []
+
+
 @pytest.mark.parametrize("mixing, policy", [("mixup", "float32"), ("cutmix", "mixed_bfloat16")])
 def test_mixed_batches_keep_uint8_images_and_labels_that_sum_to_one(real_data_dir, mixing, policy):
     cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=16, mixing=mixing)
