@@ -132,7 +132,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         description="CI smoke test: smallest sizes, a few steps",
-        image_size=64, batch_size=16, epochs=1, steps_per_epoch=2,
+        image_size=32, batch_size=16, epochs=1, steps_per_epoch=2,
         mixed_precision=False, jit_compile=False, sample_grid_images=2,
         augmentation_experiment={"model": "resnet18", "image_size": 32, "epochs": 2, "optimizer": "adamw"},
         transfer_experiment={"model": "resnet18", "base": "source task", "image_size": 32, "source_classes": 9,
@@ -142,7 +142,6 @@ PROFILES: dict[str, Profile] = {
         degradation_experiment={"image_size": 32, "depths": [8, 14], "deep_run_minutes": 1, "optimizer": "sgd",
                                 "learning_rate": 0.05, "weight_decay": 1e-4, "plateau_patience": 40,
                                 "augmentation": "light"},
-        models={"densenet121": {"image_size": 32}, "seresnet18": {"image_size": 32}},
         modern_models=("densenet121", "seresnet18"),
     ),
 }
