@@ -237,19 +237,20 @@ def test_architecture_table_prefers_the_labs_own_run(tmp_path):
             "test_top1": top1, "test_top5": 1.0, "split_name": "s", "finished": finished, "config": config,
             "start": start}))
 
-    record("lab05", 64, 0.7, "2026-01-01T10:00:00")
-    record("lab06-experiment", 32, 0.5, "2026-01-01T11:00:00")  # newer, but another input size
+    size = train.make_config("resnet18", "smoke").image_size      # the lab's size in this profile
+    record("lab05", size, 0.7, "2026-01-01T10:00:00")
+    record("lab06-experiment", size + 16, 0.5, "2026-01-01T11:00:00")  # newer, but another input size
     # newer and the same size, but fitted on train + val: not comparable with the other labs' runs
-    record("final-fit", 64, 0.9, "2026-01-01T12:00:00", train_split="trainval")
+    record("final-fit", size, 0.9, "2026-01-01T12:00:00", train_split="trainval")
     # lab 08: another task (8 classes, 10 images each), transferred: not a resnet18 result on OxFlower17
-    record("lab08-target", 64, 0.6, "2026-01-01T13:00:00", start={"weights": "outputs/base"},
+    record("lab08-target", size, 0.6, "2026-01-01T13:00:00", start={"weights": "outputs/base"},
            classes=[1, 6, 8, 9, 12, 13, 14, 15], images_per_class=10)
     # the 17-class task from ImageNet weights: listed beside the from-scratch row
-    record("imagenet", 64, 0.95, "2026-01-01T14:00:00", start={"weights": "imagenet"}, model="resnet50",
+    record("imagenet", size, 0.95, "2026-01-01T14:00:00", start={"weights": "imagenet"}, model="resnet50",
            freeze_until="conv4")
     full = report.architecture_table("smoke", [tmp_path])
     table = full[full["start"] == "scratch"].set_index("model")
-    assert table.loc["resnet18", "test_top1"] == 0.7 and table.loc["resnet18", "trained_at"] == 64
+    assert table.loc["resnet18", "test_top1"] == 0.7 and table.loc["resnet18", "trained_at"] == size
     assert np.isnan(table.loc["vgg16", "test_top1"]) and table.loc["vgg16", "params"] > 0
     transferred = full[full["start"] != "scratch"]
     assert list(transferred["model"]) == ["resnet50"] and transferred["test_top1"].item() == 0.95
