@@ -50,3 +50,15 @@ def test_report_orders_filters_and_fits_a_terminal(runs, capsys):
 def test_short_split_names():
     assert report.short_split(SPLIT) == "labkit-1"
     assert report.short_split("official datasplits.mat partition 3") == "official-3"
+
+
+def test_the_architecture_table_counts_what_the_built_networks_have(tmp_path):
+    """The table builds each network from shapes alone (no weights drawn): its counts must be
+    those of the network built for real."""
+    from labkit import inspect, models
+
+    table = report.architecture_table("smoke", [tmp_path]).set_index("model")   # no runs: the labs' networks
+    for name in ("vgg11", "googlenet", "resnet50"):
+        size = int(table.loc[name, "input"])
+        real = inspect.summarize(models.build(name, num_classes=17, input_shape=(size, size, 3)))
+        assert table.loc[name, "params"] == real["params"] and table.loc[name, "gmacs"] == real["macs"] / 1e9
