@@ -264,3 +264,18 @@ def test_cifar_networks_of_the_degradation_experiment(depth, residual, params):
     assert tuple(net.get_layer("avg_pool").input.shape[1:]) == (8, 8, 64)
     with pytest.raises(ValueError):
         models.build("cifar_resnet", depth=21)
+
+
+def test_a_network_built_from_shapes_alone_counts_the_same():
+    """``models.shapes_only``: the layers and weight shapes without drawing the weights (counts,
+    ``labkit.inspect``), for VGG-11's 133 million as for GoogLeNet's aux heads."""
+    from labkit import inspect
+
+    real = [models.build(name, num_classes=1000, **options) for name, options in
+            (("vgg11", {}), ("googlenet", {"aux_classifiers": True}))]
+    counts = [(models.count_trainable(n), inspect.summarize(n)["macs"]) for n in real]
+    with models.shapes_only():
+        shaped = [models.build(name, num_classes=1000, **options) for name, options in
+                  (("vgg11", {}), ("googlenet", {"aux_classifiers": True}))]
+        assert [(models.count_trainable(n), inspect.summarize(n)["macs"]) for n in shaped] == counts
+    assert counts[0][0] == 132_863_336
