@@ -140,12 +140,19 @@ def evaluate_ten_crop(model, class_names, split: str = "test", image_size: int |
     ds = data.oxflower17(split, big, batch_size, data_dir=data_dir, partition=partition, shuffle=False,
                          classes=classes)
     wanted = None if images is None else np.asarray(images)
-    labels, probs, seen = [], [], 0
+    labels, probs, picked, seen = [], [], [], 0
     for batch, y in ds:
         batch, y = np.asarray(batch), np.asarray(y)
-        keep = np.arange(len(y)) if wanted is None else np.flatnonzero(np.isin(np.arange(seen, seen + len(y)), wanted))
+        if wanted is None:
+            probs.append(ten_crop_probabilities(model, batch, size, 10 * batch_size))
+            labels.append(y)
+            continue
+        keep = np.flatnonzero(np.isin(np.arange(seen, seen + len(y)), wanted))
         seen += len(y)
-        if len(keep):
-            probs.append(ten_crop_probabilities(model, batch[keep], size, 10 * batch_size))
-            labels.append(y[keep])
+        picked.append(batch[keep])
+        labels.append(y[keep])
+    if wanted is not None:  # a sample: its images together, not each padded to a whole batch of views
+        chosen = np.concatenate(picked)
+        probs = [ten_crop_probabilities(model, chosen[i:i + batch_size], size, 10 * batch_size)
+                 for i in range(0, len(chosen), batch_size)]
     return Evaluation(np.concatenate(labels).astype(np.int64), np.concatenate(probs), tuple(class_names))

@@ -286,6 +286,11 @@ def test_ten_crop_evaluation_runs_on_the_test_split(real_data_dir):
     ev = evaluate.evaluate_ten_crop(model, data.CLASS_NAMES, "test", 32, data_dir=real_data_dir)
     assert ev.probabilities.shape == (340, 17) and len(ev.labels) == 340
     np.testing.assert_allclose(ev.probabilities.sum(axis=1), 1, rtol=1e-5)
+    # a sample (the integrity check's): those images only, their views in one call, not one per batch
+    recorder, sample = ShapeRecorder(model), np.array([3, 40, 41, 200, 339])
+    part = evaluate.evaluate_ten_crop(recorder, data.CLASS_NAMES, "test", 32, data_dir=real_data_dir, images=sample)
+    assert recorder.shapes == [(320, 32, 32, 3)] and list(part.labels) == list(ev.labels[sample])
+    np.testing.assert_allclose(part.probabilities, ev.probabilities[sample], rtol=1e-5, atol=1e-6)
 
 
 class ShapeRecorder:
