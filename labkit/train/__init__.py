@@ -25,7 +25,8 @@ only.
 Every run writes a folder (default ``outputs/<run-name>/``): ``results.json``,
 ``history.csv``, ``model_summary.txt``, ``best.keras`` (the best epoch by validation accuracy)
 and figures. Re-running the same call after a crash or a Colab disconnect resumes from the
-last completed epoch (Keras ``BackupAndRestore``); re-running a finished run returns its record
+last backup (Keras ``BackupAndRestore``: every epoch, or less often where writing the model
+costs more than an epoch, ``labkit.train.callbacks``); re-running a finished run returns its record
 instead of training again (``overwrite=True`` trains afresh).
 """
 from labkit.train.budget import Budget, choose_epochs  # noqa: F401

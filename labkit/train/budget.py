@@ -20,6 +20,8 @@ import os
 import time
 from pathlib import Path
 
+from labkit.train.callbacks import writes_per_epoch
+
 #: the final evaluation: the test split once, and again as 10 crops (AlexNet's test views)
 FINAL_EVALUATION_PASSES = 11
 #: saving the model, figures and record after training (seconds)
@@ -28,7 +30,8 @@ FINISHING_SECONDS = 10.0
 #: that slows down for a while, callbacks). Measured: GoogLeNet planned to the full 15 minutes
 #: without it and took 16 min 23 s (2026-11-27)
 SAFETY = 0.93
-#: checkpoints written per epoch: the backup (BackupAndRestore) and the best weights
+#: checkpoints written each time the backup is due: the backup (BackupAndRestore) and the best
+#: weights (``labkit.train.callbacks``: not every epoch where writing costs more than training)
 CHECKPOINTS_PER_EPOCH = 2
 
 
@@ -82,8 +85,8 @@ def choose_epochs(minutes: float, elapsed: float, train_rate: float, inference_r
     """``(epochs, seconds_per_epoch)``: the most epochs, at least 1 and at most
     ``recipe_epochs``, whose training and validation passes and checkpoints fit in what is left
     of ``SAFETY * minutes`` after ``elapsed`` seconds and the final evaluation."""
-    per_epoch = (train_images / train_rate + val_images / inference_rate
-                 + CHECKPOINTS_PER_EPOCH * checkpoint_seconds)
+    passes = train_images / train_rate + val_images / inference_rate
+    per_epoch = passes + CHECKPOINTS_PER_EPOCH * checkpoint_seconds * writes_per_epoch(passes, checkpoint_seconds)
     final = FINAL_EVALUATION_PASSES * test_images / inference_rate + FINISHING_SECONDS
     left = SAFETY * minutes * 60.0 - elapsed - final
     return max(1, min(recipe_epochs, math.floor(left / per_epoch))), per_epoch

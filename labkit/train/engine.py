@@ -1,6 +1,6 @@
 """``train()``: one call that trains a labkit model on OxFlower17, evaluates it and writes its
 run folder, on any Keras backend. Safe to re-run: an interrupted run resumes from its last
-completed epoch (Keras ``BackupAndRestore``), a finished one is returned, not retrained.
+backup (``labkit.train.callbacks.TimedBackup``), a finished one is returned, not retrained.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from labkit import data as lkdata
 from labkit.data.decode import default_decoder
 from labkit.profiles import get_profile
 from labkit.train import budget as lkbudget
-from labkit.train.callbacks import EpochTimer
+from labkit.train.callbacks import BestWeights, EpochTimer, SaveSchedule, TimedBackup
 from labkit.train.config import TrainConfig, check, make_config, run_name, same_config
 from labkit.train.inputs import channel_statistics, datasets, epoch_steps, split_sizes, training_arrays, training_images
 from labkit.train.model import build_training_model, compile_model, set_precision, val_accuracy_key
@@ -160,7 +160,8 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
             raise TrainingRefused(f"{out.name}: no finished run record with these settings was handed in, and "
                                   "training is off here (grading by run records).")
         if overwrite and out.exists():
-            for item in ("results.json", "history.csv", "best.keras", "best.weights.h5", "budget.json", "backup",
+            for item in ("results.json", "history.csv", "best.keras", "best.weights.h5", "best.json", "budget.json",
+                         "backup",
                          PREDICTIONS):
                 target = out / item
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
@@ -201,19 +202,21 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
             # after a resume, only an epoch better than every earlier one may replace best.weights.h5
             best_so_far = (float(earlier[monitor].max()) if monitor and monitor in earlier
                            and (out / "best.weights.h5").is_file() else None)
+            schedule = SaveSchedule()
             cbs = [
                 EpochTimer(cfg.batch_size),
                 *made.callbacks,  # before the backup, so that what they change (the learning rate) is saved
                 # the backup outlives fit(): it is removed only once results.json exists, so a crash
-                # during evaluation or saving never throws the finished training away
-                keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
+                # during evaluation or saving never throws the finished training away. It is written
+                # when its schedule says (every epoch unless writing costs more than the epochs do)
+                TimedBackup(backup, schedule),
                 # with ema: validation, the best checkpoint and the final model use the averaged weights;
                 # the backup above (saved before the swap) keeps the raw ones and the average alike
                 *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if made.uses_ema else []),
-                # without validation (trainval) the final weights are the model: nothing to choose from
-                *([keras.callbacks.ModelCheckpoint(str(out / "best.weights.h5"), monitor=monitor, mode="max",
-                                                   save_best_only=True, save_weights_only=True,
-                                                   initial_value_threshold=best_so_far)] if monitor else []),
+                # without validation (trainval) the final weights are the model: nothing to choose from;
+                # the best weights are written with the backup, so they are never older than it
+                *([BestWeights(out / "best.weights.h5", monitor, schedule, initial_value=best_so_far)]
+                  if monitor else []),
                 keras.callbacks.CSVLogger(str(history_path), append=True),
                 keras.callbacks.TerminateOnNaN(),
                 *callbacks,
