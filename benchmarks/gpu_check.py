@@ -13,10 +13,14 @@ figures come first and the check always ends in time:
 1. the input pipeline alone: training images/s at 224 px (uint8 batches, as ``train()`` feeds them);
 2. the four lab runs in the ``gpu`` profile (AlexNet, VGG-11, GoogLeNet with auxiliary heads,
    ResNet-18), with their run records: epochs, time per epoch and per lab, test accuracy;
-3. per architecture at 224 px: compile time, training images/s at batch 64 and 256, peak GPU
-   memory (the training model of the ``gpu`` profile: augmentation, mixed precision, jit);
-4. labkit's ResNet-50 against ``keras.applications.ResNet50`` (no weights), same backend, same
-   compile, batch 256.
+3. labkit's ResNet-50 against ``keras.applications.ResNet50`` (no weights), same backend, same
+   compile and mixed precision, batch 256;
+4. per architecture at 224 px (ResNet-18 first): compile time, training images/s at batch 64 and
+   256, peak GPU memory (the training model of the ``gpu`` profile: augmentation, mixed
+   precision, jit).
+
+Parts 3 and 4 measure each network in a process of its own, so that its peak memory is its own
+(JAX and TensorFlow cannot reset the peak).
 
 Prints one table per part and writes ``gpu_check.json`` (and the runs' ``results.json``) to --out.
 """
@@ -110,11 +114,15 @@ def lab_model_speed(name: str, options: dict, size: int, batch: int, steps: int,
 
 
 def bare_resnet50_speed(which: str, size: int, batch: int, steps: int, jit: bool) -> dict:
-    """labkit's ResNet-50 or keras.applications' (random weights), compiled alike."""
+    """labkit's ResNet-50 or keras.applications' (random weights), compiled alike, in mixed
+    precision where the device has it when ``jit`` (the real check), else in float32."""
     import keras
 
     from labkit import backend, models
+    from labkit.env import precision_policy
 
+    policy = precision_policy(jit)
+    keras.mixed_precision.set_global_policy(policy)
     if which == "labkit":
         net = models.build("resnet50", num_classes=17, input_shape=(size, size, 3))
     else:
@@ -122,16 +130,49 @@ def bare_resnet50_speed(which: str, size: int, batch: int, steps: int, jit: bool
     net.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy",
                 jit_compile=backend.jit_compile(jit))
     result = train_speed(net, batch, size, steps)
-    result.update(model=f"resnet50 ({which})", batch=batch)
+    result.update(model=f"resnet50 ({which})", batch=batch, precision=policy, jit=bool(net.jit_compile),
+                  peak_memory_gb=_gb(backend.peak_memory_bytes()))
     keras.backend.clear_session()
     return result
 
 
-def lab_run(name: str, options: dict, profile, out: Path, budget_minutes: float, image_size=None) -> dict:
-    from labkit import train
+def measure_apart(job: dict, timeout: float) -> list[dict]:
+    """Run one measurement job (``_measure``) in a fresh Python process and return its results:
+    the peak memory is then this network's alone. A job that fails or runs out of time returns
+    an entry that says so, and the check goes on."""
+    import subprocess
 
+    try:
+        # without the persistent compilation cache, so that the compile time is a real compile's
+        env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+        done = subprocess.run([sys.executable, __file__, "--measure", json.dumps(job)], capture_output=True,
+                              text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return [{"model": job["name"], "error": f"did not finish in {timeout:.0f} s"}]
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        return [{"model": job["name"], "error": (done.stderr.strip().splitlines() or ["no output"])[-1][:300]}]
+    return json.loads(lines[-1])
+
+
+def _measure(job: dict) -> list[dict]:
+    """One job of ``measure_apart``, in the child process: a lab architecture's training model at
+    each batch size (smallest first: the later peak includes the earlier one), or a ResNet-50."""
+    if job["kind"] == "lab":
+        return [lab_model_speed(job["name"], job["options"], job["size"], batch, job["steps"], job["profile"])
+                for batch in job["batches"]]
+    return [bare_resnet50_speed(job["name"], job["size"], job["batches"][0], job["steps"], job["jit"])]
+
+
+def lab_run(name: str, options: dict, profile, out: Path, budget_minutes: float | None, image_size=None) -> dict:
+    """A lab's run in ``profile``: within ``budget_minutes``, or (None) the recipe's full length."""
+    from labkit import train
+    from labkit.profiles import get_profile
+
+    length = ({"budget_minutes": budget_minutes} if budget_minutes is not None
+              else {"epochs": get_profile(profile).for_model(name)["epochs"]})
     run = train.train(name, profile=profile, model_options=options, out_dir=out / f"{name}-run", overwrite=True,
-                      budget_minutes=budget_minutes, image_size=image_size, verbose=2)
+                      image_size=image_size, verbose=2, **length)
     r = run.results
     epochs = max(r["epochs_run"], 1)
     return {"model": name, "image_size": r["image_size"], "batch": r["batch_size"], "precision": r["precision"],
@@ -155,7 +196,15 @@ def main(argv=None) -> int:
     p.add_argument("--skip", nargs="*", default=[], choices=("pipeline", "runs", "speed", "resnet50"))
     p.add_argument("--models", nargs="+", default=[m for m, _ in LAB_RUNS], choices=[m for m, _ in LAB_RUNS],
                    help="lab architectures to run and time (default: all four)")
+    p.add_argument("--full", action="store_true",
+                   help="the lab runs train the profile's full recipe (its epochs), not a share of the deadline")
+    p.add_argument("--speed-models", nargs="+", choices=[m for m, _ in LAB_RUNS],
+                   help="lab architectures for the speed table (default: those of --models)")
+    p.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement job, as JSON
     args = p.parse_args(argv)
+    if args.measure:
+        print(json.dumps(_measure(json.loads(args.measure)), default=str), flush=True)
+        return 0
     clock = Clock(args.deadline)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,7 +220,7 @@ def main(argv=None) -> int:
     size, batches, steps = (None, (4, 8), 2) if tiny else (224, (64, 256), 20)
     profile = "smoke" if tiny else "gpu"
     report = {"device": device_report()["device"], "backend": backend.name(), "versions": backend.versions(),
-              "tiny": tiny, "pipeline": None, "runs": [], "speed": [], "resnet50": [], "skipped": []}
+              "tiny": tiny, "full_runs": args.full, "pipeline": None, "runs": [], "speed": [], "resnet50": [], "skipped": []}
     print(f"gpu check: {report['device']}, backend {report['backend']}, {report['versions']}", flush=True)
 
     def step(part: str, seconds_needed: float):
@@ -188,11 +237,11 @@ def main(argv=None) -> int:
         report["pipeline"] = pipeline_throughput(32 if tiny else 224, batches[-1])
         print(pd.DataFrame([report["pipeline"]]).to_string(index=False), flush=True)
 
-    # the lab runs share 60% of the time left, each run a time budget of its share (train() then
+    # the lab runs share 55% of the time left, each run a time budget of its share (train() then
     # chooses its epochs to fit, up to the profile's 15 minutes); the speed tables get the rest
-    runs_end = clock.elapsed + clock.left() * (0.9 if tiny else 0.6)
+    runs_end = clock.elapsed + clock.left() * (0.9 if tiny else 0.55)
     for i, (name, options) in enumerate(labs):
-        budget = min(15.0, max((runs_end - clock.elapsed) / (len(labs) - i), 30) / 60)
+        budget = None if args.full else min(15.0, max((runs_end - clock.elapsed) / (len(labs) - i), 30) / 60)
         if step("runs", 30):
             small = max(32, models.min_input_size(name)) if tiny else None
             report["runs"].append(lab_run(name, options, profile, runs_dir, budget, image_size=small))
@@ -200,25 +249,32 @@ def main(argv=None) -> int:
     if report["runs"]:
         print(pd.DataFrame(report["runs"]).drop(columns="record").to_string(index=False), flush=True)
 
-    for name, options in labs:
-        for batch in batches:
-            if step("speed", 25):
-                small = max(32, models.min_input_size(name)) if tiny else size
-                report["speed"].append(lab_model_speed(name, options, small, batch, steps, profile))
-                _save(report, out)
+    for which in ("labkit", "keras.applications"):
+        if step("resnet50", 40):
+            job = {"kind": "resnet50", "name": which, "size": 32 if tiny else size, "batches": [batches[-1]],
+                   "steps": steps, "jit": not tiny}
+            report["resnet50"].extend(measure_apart(job, timeout=max(clock.left(), 30)))
+            _save(report, out)
+    if report["resnet50"]:
+        print(pd.DataFrame(report["resnet50"]).to_string(index=False), flush=True)
+    rates = [r.get("images_per_second") for r in report["resnet50"]]
+    if len(rates) == 2 and all(rates):
+        report["resnet50_ratio"] = round(rates[0] / rates[1], 3)
+        print(f"labkit / keras.applications ResNet-50: {report['resnet50_ratio']:.2f}x", flush=True)
+        _save(report, out)
+    # each network in a process of its own (its own peak memory): the ResNet-50 pair first (the
+    # issue's speed targets), then the lab architectures at both batch sizes, ResNet-18 first
+    timed = [(m, o) for m, o in LAB_RUNS if m in (args.speed_models or args.models)]
+    for name, options in sorted(timed, key=lambda lab: lab[0] != "resnet18"):
+        if step("speed", 25 * len(batches)):
+            small = max(32, models.min_input_size(name)) if tiny else size
+            job = {"kind": "lab", "name": name, "options": options, "size": small, "batches": list(batches),
+                   "steps": steps, "profile": profile}
+            report["speed"].extend(measure_apart(job, timeout=max(clock.left(), 30)))
+            _save(report, out)
     if report["speed"]:
         print(pd.DataFrame(report["speed"]).to_string(index=False), flush=True)
 
-    for which in ("labkit", "keras.applications"):
-        if step("resnet50", 40):
-            report["resnet50"].append(bare_resnet50_speed(which, 32 if tiny else size, batches[-1], steps,
-                                                          jit=not tiny))
-            _save(report, out)
-    if len(report["resnet50"]) == 2:
-        a, b = (r["images_per_second"] for r in report["resnet50"])
-        report["resnet50_ratio"] = round(a / b, 3)
-        print(pd.DataFrame(report["resnet50"]).to_string(index=False))
-        print(f"labkit / keras.applications ResNet-50: {report['resnet50_ratio']:.2f}x", flush=True)
     report["seconds"] = round(clock.elapsed, 1)
     _save(report, out)
     print(f"gpu check finished in {clock.elapsed:.0f} s; {out / 'gpu_check.json'}"

@@ -113,4 +113,4 @@ def test_gpu_check_skips_what_its_deadline_leaves_no_time_for(tmp_path, real_dat
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "gpu_check.json").read_text())
-    assert len(report["skipped"]) == 1 + 4 + 8 + 2 and report["runs"] == [] and report["speed"] == []
+    assert len(report["skipped"]) == 1 + 4 + 4 + 2 and report["runs"] == [] and report["speed"] == []
