@@ -97,7 +97,8 @@ def test_gpu_check_trains_in_an_environment_without_tensorflow(tmp_path, real_da
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["tiny"] and report["backend"] == "jax" and report["skipped"] == []
-    assert report["pipeline"]["pipeline"] == "ArrayBatches" and report["pipeline"]["images_per_second"] > 0
+    assert [p["batch"] for p in report["pipeline"]] == [4, 8]
+    assert all(p["pipeline"] == "ArrayBatches" and p["images_per_second"] > 0 for p in report["pipeline"])
     record = report["runs"][0]["record"]
     assert record["backend"] == "jax" and record["pipeline"] == "numpy" and record["decoder"] == "pil"
     assert record["model"] == "alexnet" and record["epochs_run"] == 1 and record["test_images"] == 340
