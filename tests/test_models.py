@@ -26,13 +26,16 @@ PAPER_COUNTS = [
 
 @pytest.mark.parametrize("name,options,expected", PAPER_COUNTS, ids=lambda v: str(v))
 def test_trainable_parameters_match_the_papers(name, options, expected):
-    model = models.build(name, num_classes=1000, **options)
-    assert models.count_trainable(model) == expected
-    keras.backend.clear_session()
+    # counting needs the weights' shapes, not their values (the equality of both ways of
+    # building is tested below: test_a_network_built_from_shapes_alone_counts_the_same)
+    with models.shapes_only():
+        model = models.build(name, num_classes=1000, **options)
+        assert models.count_trainable(model) == expected
 
 
 def test_keras_count_includes_batch_norm_statistics():
-    model = models.build("resnet50", num_classes=1000)
+    with models.shapes_only():
+        model = models.build("resnet50", num_classes=1000)
     assert models.count_all(model) == 25_610_152  # + 53,120 moving means and variances
     assert models.count_trainable(model) == 25_557_032
 
