@@ -7,14 +7,7 @@ import numpy as np
 import pytest
 
 from labkit.train import callbacks as cb
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
+from test_train import StandInClock as Clock
 
 
 def test_cheap_writes_happen_every_epoch_costly_ones_once_the_training_outweighs_them():
@@ -62,8 +55,9 @@ class Seen(keras.callbacks.Callback):
         self.existed.append(self.path.is_file())
 
 
-def _fit(tmp_path, schedule, epochs, val_accuracies):
-    """A small model 'trained' for ``epochs`` with the given validation accuracies."""
+def _fit(tmp_path, schedule, epochs, val_accuracies, extra=()):
+    """A small model 'trained' for ``epochs`` with the given validation accuracies (``extra``:
+    more callbacks, after the validation stand-in)."""
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     model.compile("sgd", "sparse_categorical_crossentropy")
@@ -76,7 +70,7 @@ def _fit(tmp_path, schedule, epochs, val_accuracies):
     best = cb.BestWeights(tmp_path / "best.weights.h5", "val_accuracy", schedule)
     seen = Seen(tmp_path / "best.weights.h5")
     backup = cb.TimedBackup(tmp_path / "backup", schedule)
-    model.fit(x, y, epochs=epochs, verbose=0, callbacks=[Fake(), backup, best, seen])
+    model.fit(x, y, epochs=epochs, verbose=0, callbacks=[Fake(), *extra, backup, best, seen])
     return model, seen
 
 
@@ -95,19 +89,8 @@ def test_the_written_best_weights_are_those_of_the_best_epoch(tmp_path):
             if epoch == 1:
                 self.weights = self.model.get_weights()
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.compile("sgd", "sparse_categorical_crossentropy")
-    x, y = np.random.default_rng(0).random((8, 4)), np.zeros(8, int)
-
-    class Fake(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            logs["val_accuracy"] = [0.1, 0.8, 0.3][epoch]
-
     snap = Snapshot()
-    model.fit(x, y, epochs=3, verbose=0, callbacks=[
-        Fake(), snap, cb.TimedBackup(tmp_path / "backup", DueAt(set())),
-        cb.BestWeights(tmp_path / "best.weights.h5", "val_accuracy", DueAt(set()))])
+    model, _ = _fit(tmp_path, DueAt(set()), 3, [0.1, 0.8, 0.3], extra=[snap])
     final = model.get_weights()
     model.load_weights(str(tmp_path / "best.weights.h5"))
     for kept, best, last in zip(model.get_weights(), snap.weights, final):

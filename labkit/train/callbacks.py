@@ -8,6 +8,8 @@ from pathlib import Path
 
 import keras
 
+from labkit.train.records import write_json_atomically
+
 
 class EpochTimer(keras.callbacks.Callback):
     """Adds ``train_seconds`` and ``images_per_second`` (training part of the epoch only) and
@@ -144,11 +146,5 @@ class BestWeights(keras.callbacks.Callback):
         finally:
             self.model.set_weights(current)
         os.replace(tmp, self.path)
-        write_json(self.record_path, {"monitor": self.monitor, "value": self.best, "epoch": self.epoch})
+        write_json_atomically(self.record_path, {"monitor": self.monitor, "value": self.best, "epoch": self.epoch})
         self.weights = None
-
-
-def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload) + "\n")
-    os.replace(tmp, path)
