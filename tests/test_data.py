@@ -263,11 +263,30 @@ def test_numpy_batches_reshuffle_every_epoch_and_repeat(real_data_dir):
     assert len(first) == 680 and sorted(first) == sorted(second) and not np.array_equal(first, second)
     endless = ds.repeated()
     assert endless.num_batches is None and np.asarray(endless[7][1]).shape == (100,)   # batch 1 of the next epoch
+    # Keras keeps counting an endless dataset's batches across its epochs: on_epoch_end must not skip a pass
+    ahead = np.asarray(endless[8][1])
+    endless.on_epoch_end()
+    assert np.array_equal(np.asarray(endless[8][1]), ahead)
     doubled = ds.map(lambda x, y: (x, y * 2))
     assert np.array_equal(np.asarray(doubled[0][1]), np.asarray(ds[0][1]) * 2)
     assert len(ds.take(2)) == 2
     with pytest.raises(ValueError, match="pipeline"):
         data.oxflower17("train", 16, 8, data_dir=real_data_dir, pipeline="torch")
+
+
+def test_large_batches_are_gathered_in_threads_in_the_same_order(monkeypatch):
+    from labkit.data import pipeline
+
+    images = np.random.default_rng(0).integers(0, 256, (50, 8, 8, 3), dtype=np.uint8)
+    rows = np.random.default_rng(1).permutation(50)[:37]
+    monkeypatch.setattr(pipeline, "GATHER_THREADS", 4)
+    monkeypatch.setattr(pipeline, "GATHER_SPLIT_BYTES", 1000)   # 37 rows of 192 bytes: split in 4
+    split = pipeline.gather_rows(images, rows)
+    monkeypatch.setattr(pipeline, "GATHER_SPLIT_BYTES", 1 << 30)
+    assert np.array_equal(split, images[rows]) and np.array_equal(pipeline.gather_rows(images, rows), images[rows])
+    batches = data.ArrayBatches(images, np.arange(50), 37, shuffle=True, seed=2)
+    x, y = batches[0]
+    assert np.array_equal(x, images[y])
 
 
 def test_pillow_decoder_matches_tensorflows_geometry_and_keeps_its_own_cache(real_data_dir):
