@@ -173,15 +173,18 @@ def _measure(job: dict) -> list[dict]:
     return [bare_resnet50_speed(job["name"], job["size"], job["batches"][0], job["steps"], job["jit"])]
 
 
-def lab_run(name: str, options: dict, profile, out: Path, budget_minutes: float | None, image_size=None) -> dict:
-    """A lab's run in ``profile``: within ``budget_minutes``, or (None) the recipe's full length."""
+def lab_run(name: str, options: dict, profile, out: Path, budget_minutes: float | None, image_size=None,
+            recipe: dict | None = None) -> dict:
+    """A lab's run in ``profile``: within ``budget_minutes``, or (None) the recipe's full length.
+    ``recipe``: ``train()`` settings that replace the profile's (``--recipe optimizer=adamw``)."""
     from labkit import train
     from labkit.profiles import get_profile
 
     length = ({"budget_minutes": budget_minutes} if budget_minutes is not None
               else {"epochs": get_profile(profile).for_model(name)["epochs"]})
+    settings = {"image_size": image_size, **length, **(recipe or {})}
     run = train.train(name, profile=profile, model_options=options, out_dir=out / f"{name}-run", overwrite=True,
-                      image_size=image_size, verbose=2, **length)
+                      verbose=2, **settings)
     r = run.results
     epochs = max(r["epochs_run"], 1)
     return {"model": name, "image_size": r["image_size"], "batch": r["batch_size"], "precision": r["precision"],
@@ -209,11 +212,22 @@ def main(argv=None) -> int:
                    help="the lab runs train the profile's full recipe (its epochs), not a share of the deadline")
     p.add_argument("--speed-models", nargs="+", choices=[m for m, _ in LAB_RUNS],
                    help="lab architectures for the speed table (default: those of --models)")
+    p.add_argument("--recipe", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="train() settings for the lab runs instead of the profile's, e.g. optimizer=adamw "
+                        "ema=true epochs=120 (the names of `python -m labkit train`'s options)")
     p.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement job, as JSON
     args = p.parse_args(argv)
     if args.measure:
         print(json.dumps(_measure(json.loads(args.measure)), default=str), flush=True)
         return 0
+    from labkit.__main__ import _parse_option
+    from labkit.train.config import cli_fields
+
+    recipe = dict(_parse_option(o) for o in args.recipe)
+    unknown = sorted(set(recipe) - {f.name for f in cli_fields()} | {"model", "profile", "model_options"} & set(recipe))
+    if unknown:
+        p.error(f"--recipe: unknown setting(s) {', '.join(unknown)}; use the names of `python -m labkit train`'s "
+                "options with underscores (learning_rate=0.001)")
     clock = Clock(args.deadline)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +243,7 @@ def main(argv=None) -> int:
     size, batches, steps = (None, (4, 8), 2) if tiny else (224, (64, 256), 20)
     profile = "smoke" if tiny else "gpu"
     report = {"device": device_report()["device"], "backend": backend.name(), "versions": backend.versions(),
-              "tiny": tiny, "full_runs": args.full, "pipeline": None, "runs": [], "speed": [], "resnet50": [], "skipped": []}
+              "tiny": tiny, "full_runs": args.full, "recipe": recipe, "pipeline": None, "runs": [], "speed": [], "resnet50": [], "skipped": []}
     print(f"gpu check: {report['device']}, backend {report['backend']}, {report['versions']}", flush=True)
 
     def step(part: str, seconds_needed: float):
@@ -254,7 +268,7 @@ def main(argv=None) -> int:
         budget = None if args.full else min(15.0, max((runs_end - clock.elapsed) / (len(labs) - i), 30) / 60)
         if step("runs", 30):
             small = max(32, models.min_input_size(name)) if tiny else None
-            report["runs"].append(lab_run(name, options, profile, runs_dir, budget, image_size=small))
+            report["runs"].append(lab_run(name, options, profile, runs_dir, budget, image_size=small, recipe=recipe))
             _save(report, out)
     if report["runs"]:
         print(pd.DataFrame(report["runs"]).drop(columns="record").to_string(index=False), flush=True)

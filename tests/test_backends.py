@@ -95,7 +95,8 @@ def test_gpu_check_trains_in_an_environment_without_tensorflow(tmp_path, real_da
 
     out = tmp_path / "gpu-check"
     done = subprocess.run([str(python), "benchmarks/gpu_check.py", "--tiny", "--models", "alexnet",
-                           "--out", str(out), "--deadline", "600"], cwd=REPO, env=env,
+                           "--recipe", "optimizer=adamw", "ema=true", "--out", str(out), "--deadline", "600"],
+                          cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((out / "gpu_check.json").read_text())
@@ -105,9 +106,18 @@ def test_gpu_check_trains_in_an_environment_without_tensorflow(tmp_path, real_da
     record = report["runs"][0]["record"]
     assert record["backend"] == "jax" and record["pipeline"] == "numpy" and record["decoder"] == "pil"
     assert record["model"] == "alexnet" and record["epochs_run"] == 1 and record["test_images"] == 340
+    assert report["recipe"] == {"optimizer": "adamw", "ema": True}    # --recipe replaced the profile's
+    assert record["config"]["optimizer"] == "adamw" and record["config"]["ema"] is True
     assert [s["batch"] for s in report["speed"]] == [4, 8] and all(s["images_per_second"] > 0 for s in report["speed"])
     assert report["resnet50_ratio"] > 0 and "labkit / keras.applications ResNet-50" in done.stdout
     assert list(Path(real_data_dir, "cache").glob("oxflower17-*px-*-pil.npy"))   # the Pillow decoder's own cache
+
+
+def test_gpu_check_refuses_a_recipe_setting_that_train_does_not_have(tmp_path):
+    for setting in ("learning_rat=0.1", "model=vgg11"):
+        done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--tiny", "--out", str(tmp_path),
+                               "--recipe", setting], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and not (tmp_path / "gpu_check.json").exists()
 
 
 def test_gpu_check_skips_what_its_deadline_leaves_no_time_for(tmp_path, real_data_dir):
