@@ -2,7 +2,10 @@
 import hashlib
 import io
 import os
+import signal
 import tarfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -287,6 +290,20 @@ def test_large_batches_are_gathered_in_threads_in_the_same_order(monkeypatch):
     batches = data.ArrayBatches(images, np.arange(50), 37, shuffle=True, seed=2)
     x, y = batches[0]
     assert np.array_equal(x, images[y])
+    # a forked child (Keras' multiprocessing workers) has none of the parent's threads: it makes its own.
+    # The parent's pool is first made to start all its threads, so that a child reusing it would wait forever
+    monkeypatch.setattr(pipeline, "GATHER_SPLIT_BYTES", 1000)
+    monkeypatch.setattr(pipeline, "GATHER_THREADS", 2)
+    monkeypatch.setattr(pipeline, "_gather_pool", (os.getpid(), ThreadPoolExecutor(2)))
+    everyone = threading.Barrier(3)
+    started = [pipeline._gather_pool[1].submit(everyone.wait, 10) for _ in range(2)]
+    everyone.wait(10)
+    assert all(job.result() is not None for job in started)
+    pid = os.fork()
+    if pid == 0:  # the child: killed by the alarm if it waits for threads that do not exist
+        signal.alarm(30)
+        os._exit(0 if np.array_equal(pipeline.gather_rows(images, rows), images[rows]) else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 def test_pillow_decoder_matches_tensorflows_geometry_and_keeps_its_own_cache(real_data_dir):

@@ -26,7 +26,7 @@ PIPELINES = ("tf.data", "numpy")
 # one thread gathered a 224-px batch of 256 (38.5 MB) at under half its rate at batch 64
 GATHER_SPLIT_BYTES = 8 << 20
 GATHER_THREADS = min(4, os.cpu_count() or 1)
-_gather_pool: ThreadPoolExecutor | None = None
+_gather_pool: tuple[int, ThreadPoolExecutor] | None = None   # (the process that made it, the pool)
 
 
 def gather_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -36,10 +36,10 @@ def gather_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
     parts = min(GATHER_THREADS, len(rows), max(1, out.nbytes // GATHER_SPLIT_BYTES))
     if parts == 1:
         return np.take(images, rows, axis=0, out=out, mode="clip")  # rows come from a permutation
-    if _gather_pool is None:
-        _gather_pool = ThreadPoolExecutor(GATHER_THREADS, thread_name_prefix="labkit-gather")
+    if _gather_pool is None or _gather_pool[0] != os.getpid():  # a forked child has none of the threads
+        _gather_pool = (os.getpid(), ThreadPoolExecutor(GATHER_THREADS, thread_name_prefix="labkit-gather"))
     bounds = np.linspace(0, len(rows), parts + 1).astype(int)
-    jobs = [_gather_pool.submit(np.take, images, rows[a:b], 0, out[a:b], "clip")
+    jobs = [_gather_pool[1].submit(np.take, images, rows[a:b], 0, out[a:b], "clip")
             for a, b in zip(bounds[:-1], bounds[1:])]
     for job in jobs:
         job.result()
