@@ -7,6 +7,12 @@ carries. On any machine:
     KERAS_BACKEND=jax python benchmarks/gpu_check.py --out gpu-check       # the real check (a GPU)
     python benchmarks/gpu_check.py --tiny --out /tmp/gpu-check             # CPU, tiny sizes (CI)
 
+A candidate recipe for the ``gpu`` profile, measured before it replaces the profile's: the lab
+runs with other ``train()`` settings and builder options, e.g.
+
+    python benchmarks/gpu_check.py --full --skip pipeline speed resnet50 --models resnet18 seresnet18 \
+        --recipe optimizer=adamw ema=true epochs=120 --model-option zero_init_residual=false
+
 In order, each step only while the time left allows (``--deadline``), so that the most valuable
 figures come first and the check always ends in time:
 
@@ -36,7 +42,11 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from labkit.profiles import PROFILES  # noqa: E402
 from labkit.report import LAB_RUNS  # noqa: E402  (the four lab runs: models and builder options)
+
+# the four labs' networks, then lab 09's (not in the default list): the ones the runs may train
+NETWORKS = LAB_RUNS + [(m, {}) for m in PROFILES["gpu"].modern_models]
 
 
 class Clock:
@@ -206,15 +216,17 @@ def main(argv=None) -> int:
     p.add_argument("--deadline", type=float, default=480, help="seconds the whole check may take (default 480)")
     p.add_argument("--tiny", action="store_true", help="CPU smoke test: smallest sizes, the smoke profile")
     p.add_argument("--skip", nargs="*", default=[], choices=("pipeline", "runs", "speed", "resnet50"))
-    p.add_argument("--models", nargs="+", default=[m for m, _ in LAB_RUNS], choices=[m for m, _ in LAB_RUNS],
-                   help="lab architectures to run and time (default: all four)")
+    p.add_argument("--models", nargs="+", default=[m for m, _ in LAB_RUNS], choices=[m for m, _ in NETWORKS],
+                   help="lab architectures to run and time (default: the four labs'; lab 09's on request)")
     p.add_argument("--full", action="store_true",
                    help="the lab runs train the profile's full recipe (its epochs), not a share of the deadline")
-    p.add_argument("--speed-models", nargs="+", choices=[m for m, _ in LAB_RUNS],
+    p.add_argument("--speed-models", nargs="+", choices=[m for m, _ in NETWORKS],
                    help="lab architectures for the speed table (default: those of --models)")
     p.add_argument("--recipe", nargs="+", default=[], metavar="KEY=VALUE",
                    help="train() settings for the lab runs instead of the profile's, e.g. optimizer=adamw "
                         "ema=true epochs=120 (the names of `python -m labkit train`'s options)")
+    p.add_argument("--model-option", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="builder options for every lab run, e.g. zero_init_residual=false")
     p.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement job, as JSON
     args = p.parse_args(argv)
     if args.measure:
@@ -224,6 +236,7 @@ def main(argv=None) -> int:
     from labkit.train.config import cli_fields
 
     recipe = dict(_parse_option(o) for o in args.recipe)
+    builder_options = dict(_parse_option(o) for o in args.model_option)
     unknown = sorted(set(recipe) - {f.name for f in cli_fields()} | {"model", "profile", "model_options"} & set(recipe))
     if unknown:
         p.error(f"--recipe: unknown setting(s) {', '.join(unknown)}; use the names of `python -m labkit train`'s "
@@ -239,11 +252,11 @@ def main(argv=None) -> int:
     from labkit.env import device_report
 
     tiny = args.tiny
-    labs = [(m, o) for m, o in LAB_RUNS if m in args.models]
+    labs = [(m, {**o, **builder_options}) for m, o in NETWORKS if m in args.models]
     size, batches, steps = (None, (4, 8), 2) if tiny else (224, (64, 256), 20)
     profile = "smoke" if tiny else "gpu"
     report = {"device": device_report()["device"], "backend": backend.name(), "versions": backend.versions(),
-              "tiny": tiny, "full_runs": args.full, "recipe": recipe, "pipeline": None, "runs": [], "speed": [], "resnet50": [], "skipped": []}
+              "tiny": tiny, "full_runs": args.full, "recipe": recipe, "model_options": builder_options, "pipeline": None, "runs": [], "speed": [], "resnet50": [], "skipped": []}
     print(f"gpu check: {report['device']}, backend {report['backend']}, {report['versions']}", flush=True)
 
     def step(part: str, seconds_needed: float):
@@ -288,7 +301,7 @@ def main(argv=None) -> int:
         _save(report, out)
     # each network in a process of its own (its own peak memory): the ResNet-50 pair first (the
     # issue's speed targets), then the lab architectures at both batch sizes, ResNet-18 first
-    timed = [(m, o) for m, o in LAB_RUNS if m in (args.speed_models or args.models)]
+    timed = [(m, o) for m, o in NETWORKS if m in (args.speed_models or args.models)]
     for name, options in sorted(timed, key=lambda lab: lab[0] != "resnet18"):
         if step("speed", 25 * len(batches)):
             small = max(32, models.min_input_size(name)) if tiny else size

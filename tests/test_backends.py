@@ -95,7 +95,8 @@ def test_gpu_check_trains_in_an_environment_without_tensorflow(tmp_path, real_da
 
     out = tmp_path / "gpu-check"
     done = subprocess.run([str(python), "benchmarks/gpu_check.py", "--tiny", "--models", "alexnet",
-                           "--recipe", "optimizer=adamw", "ema=true", "--out", str(out), "--deadline", "600"],
+                           "--recipe", "optimizer=adamw", "ema=true", "--model-option", "lrn=false",
+                           "--out", str(out), "--deadline", "600"],
                           cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -108,6 +109,7 @@ def test_gpu_check_trains_in_an_environment_without_tensorflow(tmp_path, real_da
     assert record["model"] == "alexnet" and record["epochs_run"] == 1 and record["test_images"] == 340
     assert report["recipe"] == {"optimizer": "adamw", "ema": True}    # --recipe replaced the profile's
     assert record["config"]["optimizer"] == "adamw" and record["config"]["ema"] is True
+    assert record["model_options"] == {"lrn": False}
     assert [s["batch"] for s in report["speed"]] == [4, 8] and all(s["images_per_second"] > 0 for s in report["speed"])
     assert report["resnet50_ratio"] > 0 and "labkit / keras.applications ResNet-50" in done.stdout
     assert list(Path(real_data_dir, "cache").glob("oxflower17-*px-*-pil.npy"))   # the Pillow decoder's own cache
