@@ -222,10 +222,11 @@ def main(argv=None) -> int:
                    help="the lab runs train the profile's full recipe (its epochs), not a share of the deadline")
     p.add_argument("--speed-models", nargs="+", choices=[m for m, _ in NETWORKS],
                    help="lab architectures for the speed table (default: those of --models)")
-    p.add_argument("--recipe", nargs="+", default=[], metavar="KEY=VALUE",
+    p.add_argument("--recipe", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="train() settings for the lab runs instead of the profile's, e.g. optimizer=adamw "
-                        "ema=true epochs=120 (the names of `python -m labkit train`'s options)")
-    p.add_argument("--model-option", nargs="+", default=[], metavar="KEY=VALUE",
+                        "ema=true epochs=120 (the names of `python -m labkit train`'s options); repeated, "
+                        "the later value of a setting wins")
+    p.add_argument("--model-option", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="builder options for every lab run, e.g. zero_init_residual=false")
     p.add_argument("--measure", help=argparse.SUPPRESS)  # internal: one measurement job, as JSON
     args = p.parse_args(argv)

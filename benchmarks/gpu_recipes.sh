@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Candidate recipes for the `gpu` profile, measured on the lent GPU machine in one call (carry as
+# for benchmarks/gpu_check.sh):
+#     bash benchmarks/gpu_recipes.sh .carry            # about 9 minutes; results under $OUT/<variant>/
+#     bash benchmarks/gpu_recipes.sh .carry --tiny --recipe epochs=1   # rehearsal: a CPU machine without TensorFlow
+# Each variant is one `gpu_check.py --full` call that trains the named networks with the given
+# train() settings (--recipe) and builder options (--model-option), most informative first; a
+# variant starts only while the call's time (LIMIT seconds, default 540) leaves it at least 60 s,
+# and is stopped at the limit. Arguments after the carry folder go to every variant (a later
+# --recipe setting replaces a variant's).
+set -uo pipefail
+carry=${1:-.carry}
+shift || true
+out=${OUT:-gpu-recipes-out}
+source "$(dirname "$0")/gpu_setup.sh"
+runs="--full --skip pipeline speed resnet50"
+adamw="--recipe optimizer=adamw ema=true"      # the cpu profile's ResNet-18 recipe (README, Results)
+variants=(
+  "r18-adamw-60        $runs --models resnet18 $adamw"
+  "r18-adamw-150-init  $runs --models resnet18 $adamw epochs=150 --model-option zero_init_residual=false"
+  "se18-adamw-150-init $runs --models seresnet18 $adamw epochs=150 --model-option zero_init_residual=false"
+  "r18-adamw-150       $runs --models resnet18 $adamw epochs=150"
+  "speed-vgg-googlenet --skip pipeline runs resnet50 --speed-models vgg11 googlenet"
+)
+end=$(( SECONDS + ${LIMIT:-540} ))
+for variant in "${variants[@]}"; do
+  read -r name args <<< "$variant"
+  left=$(( end - SECONDS ))
+  if [ "$left" -lt 60 ]; then echo "skipped $name: ${left} s left" | tee -a "$out/skipped.txt"; continue; fi
+  echo "== $name ($left s left): $args"
+  # shellcheck disable=SC2086
+  KERAS_BACKEND=jax timeout "$left" python3 benchmarks/gpu_check.py --out "$out/$name" --runs-dir "/tmp/gpu-runs/$name" \
+      --deadline "$(( left - 10 ))" $args "$@" 2>&1 | tee "$out/$name.log" | grep -v -E "^([0-9]+/[0-9]+ |Epoch [0-9]+/)"
+done
