@@ -87,7 +87,8 @@ def pipeline_throughput(size: int, batch: int, seconds: float = 2.0) -> dict:
         images += one_epoch()
     elapsed = time.perf_counter() - started
     return {"image_size": size, "batch": batch, "first_decode_s": round(decode_s, 2),
-            "images_per_second": round(images / elapsed, 1), "pipeline": type(batches).__name__}
+            "images_per_second": round(images / elapsed, 1), "pipeline": type(batches).__name__,
+            "gather_threads": data.pipeline.GATHER_THREADS if isinstance(batches, data.ArrayBatches) else None}
 
 
 def train_speed(model, batch: int, size: int, steps: int, warmup: int = 2) -> dict:
