@@ -111,6 +111,22 @@ def test_resnet_blocks_and_names():
     assert r18.get_layer("conv3_block1_1_conv").kernel.shape == (3, 3, 64, 128)  # basic block
 
 
+@pytest.mark.parametrize("name", ["resnet18", "seresnet18"])
+def test_resnet_can_start_from_keras_defaults(name):
+    """He-normal kernels and zero-started residual branches by default; Keras' Glorot-uniform
+    kernels and BN scales of 1 on request (lab 05's network starts there)."""
+    def start(**options):
+        net = models.build(name, num_classes=17, input_shape=(64, 64, 3), **options)
+        convs = [l for l in net.layers if isinstance(l, keras.layers.Conv2D) and l.name.endswith("_conv")]
+        gammas = [to_numpy(l.gamma) for l in net.layers if isinstance(l, keras.layers.BatchNormalization)]
+        return {type(l.kernel_initializer).__name__ for l in convs}, min(float(g.min()) for g in gammas)
+
+    assert start() == ({"HeNormal"}, 0.0)
+    assert start(kernel_initializer="glorot_uniform", zero_init_residual=False) == ({"GlorotUniform"}, 1.0)
+    if name == "resnet18":  # pre-activation blocks too (SE-ResNet is version 1 only)
+        assert start(version=2, kernel_initializer="glorot_uniform")[0] == {"GlorotUniform"}
+
+
 def test_resnet_v2_is_pre_activation():
     v2 = models.build("resnet50", num_classes=1000, version=2)
     names = [l.name for l in v2.layers]

@@ -12,7 +12,9 @@ Options each family takes (passed through ``build``):
     alexnet    two_gpu=False, lrn=True, dropout=0.5
     vgg*       batch_norm=False, config= (e.g. "A-LRN" for vgg11, "C" for vgg16), dropout=0.5
     googlenet  aux_classifiers=False, batch_norm=False, lrn=True, dropout=0.4
-    resnet*    version=1 | 2, se_ratio= (SE-ResNet: squeeze-and-excitation in every block)
+    resnet*    version=1 | 2, se_ratio= (SE-ResNet: squeeze-and-excitation in every block),
+               zero_init_residual=True, kernel_initializer="he_normal" ("glorot_uniform" and
+               zero_init_residual=False: Keras' defaults)
     seresnet*  ResNet v1 with squeeze-and-excitation (r = 16) in every block (Hu et al. 2018)
     resnext50  config="50_32x4d"; resnext101 config="101_32x8d" (or "101_32x4d", "101_64x4d")
     densenet121, densenet169, densenet201, densenet161

@@ -49,8 +49,9 @@ MIN_INPUT_SIZE = 32  # total stride 32
 BN = dict(momentum=0.9, epsilon=1e-5)
 
 
-def conv(x, filters, kernel, strides, name):
-    """A convolution without bias. At stride 1 'same' padding is symmetric (kernel // 2 each
+def conv(x, filters, kernel, strides, name, kernel_initializer="he_normal"):
+    """A convolution without bias, its kernel drawn by ``kernel_initializer`` (the paper's He
+    normal). At stride 1 'same' padding is symmetric (kernel // 2 each
     side). At stride 2 TensorFlow's 'same' pads less before than after ((2, 3) for 7x7 on an
     even input), so a strided kxk convolution pads ``k // 2`` on every side explicitly, then runs
     'valid', as Caffe, torchvision and keras.applications do. A 1x1 convolution needs no padding."""
@@ -60,7 +61,7 @@ def conv(x, filters, kernel, strides, name):
         if kernel > 1:
             x = layers.ZeroPadding2D(kernel // 2, name=name.removesuffix("_conv") + "_pad")(x)
     return layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False,
-                         kernel_initializer="he_normal", name=name)(x)
+                         kernel_initializer=kernel_initializer, name=name)(x)
 
 
 def bn_relu(x, name, relu=True, zero_gamma=False):
@@ -69,7 +70,7 @@ def bn_relu(x, name, relu=True, zero_gamma=False):
 
 
 def residual_block(x, filters: int, strides: int, kind: str, name: str, zero_init_residual: bool = True,
-                   se_ratio: int | None = None):
+                   se_ratio: int | None = None, kernel_initializer="he_normal"):
     """v1 block: basic (3x3, 3x3) or bottleneck (1x1, 3x3, 1x1 x4); projection shortcut when
     the shape changes; ReLU after the addition. ``zero_init_residual``: the residual branch's
     last BN starts with gamma = 0, so the block starts as the identity (Goyal et al. 2017).
@@ -78,14 +79,14 @@ def residual_block(x, filters: int, strides: int, kind: str, name: str, zero_ini
     out_channels = filters * EXPANSION[kind]
     shortcut = x
     if strides != 1 or x.shape[-1] != out_channels:
-        shortcut = conv(x, out_channels, 1, strides, f"{name}_0_conv")
+        shortcut = conv(x, out_channels, 1, strides, f"{name}_0_conv", kernel_initializer)
         shortcut = layers.BatchNormalization(**BN, name=f"{name}_0_bn")(shortcut)
     if kind == "basic":
         convs = [(filters, 3, strides), (out_channels, 3, 1)]
     else:
         convs = [(filters, 1, strides), (filters, 3, 1), (out_channels, 1, 1)]
     for i, (f, k, s) in enumerate(convs, start=1):
-        x = conv(x, f, k, s, f"{name}_{i}_conv")
+        x = conv(x, f, k, s, f"{name}_{i}_conv", kernel_initializer)
         last = i == len(convs)
         x = bn_relu(x, f"{name}_{i}", relu=not last, zero_gamma=last and zero_init_residual)
     if se_ratio:
@@ -94,7 +95,8 @@ def residual_block(x, filters: int, strides: int, kind: str, name: str, zero_ini
     return layers.ReLU(name=f"{name}_out")(x)
 
 
-def preact_block(x, filters: int, strides: int, kind: str, name: str, preactivated: bool = False):
+def preact_block(x, filters: int, strides: int, kind: str, name: str, preactivated: bool = False,
+                 kernel_initializer="he_normal"):
     """v2 block: BN-ReLU-conv units; the shortcut is the identity, or a projection of the
     pre-activated input when the shape changes. ``preactivated``: the input is already BN-ReLU'd
     (the first block after the stem)."""
@@ -102,7 +104,7 @@ def preact_block(x, filters: int, strides: int, kind: str, name: str, preactivat
     preact = x if preactivated else bn_relu(x, f"{name}_preact")
     shortcut = x
     if strides != 1 or x.shape[-1] != out_channels:
-        shortcut = conv(preact, out_channels, 1, strides, f"{name}_0_conv")
+        shortcut = conv(preact, out_channels, 1, strides, f"{name}_0_conv", kernel_initializer)
     if kind == "basic":
         convs = [(filters, 3, strides), (out_channels, 3, 1)]
     else:
@@ -111,18 +113,21 @@ def preact_block(x, filters: int, strides: int, kind: str, name: str, preactivat
     for i, (f, k, s) in enumerate(convs, start=1):
         if i > 1:
             y = bn_relu(y, f"{name}_{i - 1}")
-        y = conv(y, f, k, s, f"{name}_{i}_conv")
+        y = conv(y, f, k, s, f"{name}_{i}_conv", kernel_initializer)
     return layers.Add(name=f"{name}_out")([shortcut, y])
 
 
 def resnet(depth: int = 50, num_classes: int = 1000, input_shape=(224, 224, 3), version: int = 1,
-           zero_init_residual: bool = True, classifier_activation="softmax", se_ratio: int | None = None
-           ) -> keras.Model:
+           zero_init_residual: bool = True, classifier_activation="softmax", se_ratio: int | None = None,
+           kernel_initializer="he_normal") -> keras.Model:
     """ResNet-``depth`` (18, 34, 50, 101, 152), post-activation (``version=1``) or
     full pre-activation (``version=2``). ``zero_init_residual`` (v1) starts every residual
     branch at zero, which keeps very deep nets trainable from the first step; it changes the
     initial values only, not the architecture. ``se_ratio`` (v1): SE-ResNet, a
-    squeeze-and-excitation block with reduction ``se_ratio`` (the paper's 16) in every block."""
+    squeeze-and-excitation block with reduction ``se_ratio`` (the paper's 16) in every block.
+    ``kernel_initializer``: the convolutions' initial kernels, He normal as in the paper; with
+    ``"glorot_uniform"`` and ``zero_init_residual=False`` the network starts from Keras' defaults,
+    as a network written with plain Keras layers does (lab 05's)."""
     if se_ratio is not None and (version != 1 or not isinstance(se_ratio, int) or se_ratio < 1):
         raise ValueError(f"se_ratio must be a positive whole number (the SE paper's 16), for version 1; "
                          f"got se_ratio={se_ratio!r}, version={version!r}")
@@ -134,7 +139,7 @@ def resnet(depth: int = 50, num_classes: int = 1000, input_shape=(224, 224, 3), 
     check_input_shape(input_shape, MIN_INPUT_SIZE, f"ResNet-{depth}")
     kind, blocks = DEPTHS[depth]
     inputs = keras.Input(shape=input_shape, name="input")
-    x = conv(inputs, 64, 7, 2, "conv1_conv")
+    x = conv(inputs, 64, 7, 2, "conv1_conv", kernel_initializer)
     x = bn_relu(x, "conv1")
     # 3x3/2 max-pool with one pixel on every side. Zeros act as -inf would: the input is a ReLU's.
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
@@ -144,9 +149,10 @@ def resnet(depth: int = 50, num_classes: int = 1000, input_shape=(224, 224, 3), 
             strides = 2 if (b == 1 and stage > 2) else 1
             name = f"conv{stage}_block{b}"
             if version == 1:
-                x = residual_block(x, width, strides, kind, name, zero_init_residual, se_ratio)
+                x = residual_block(x, width, strides, kind, name, zero_init_residual, se_ratio, kernel_initializer)
             else:
-                x = preact_block(x, width, strides, kind, name, preactivated=(stage == 2 and b == 1))
+                x = preact_block(x, width, strides, kind, name, preactivated=(stage == 2 and b == 1),
+                                 kernel_initializer=kernel_initializer)
     if version == 2:
         x = bn_relu(x, "post")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
