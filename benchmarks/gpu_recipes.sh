@@ -15,10 +15,11 @@ out=${OUT:-gpu-recipes-out}
 source "$(dirname "$0")/gpu_setup.sh"
 runs="--full --skip pipeline speed resnet50"
 adamw="--recipe optimizer=adamw ema=true"      # the cpu profile's ResNet-18 recipe (README, Results)
+keras_start="--model-option kernel_initializer=glorot_uniform zero_init_residual=false"  # lab 05's network's start
 variants=(
   "r18-adamw-60        $runs --models resnet18 $adamw"
-  "r18-adamw-150-init  $runs --models resnet18 $adamw epochs=150 --model-option zero_init_residual=false"
-  "se18-adamw-150-init $runs --models seresnet18 $adamw epochs=150 --model-option zero_init_residual=false"
+  "r18-adamw-150-keras $runs --models resnet18 $adamw epochs=150 $keras_start"
+  "se18-adamw-150-keras $runs --models seresnet18 $adamw epochs=150 $keras_start"
   "r18-adamw-150       $runs --models resnet18 $adamw epochs=150"
   "speed-vgg-googlenet --skip pipeline runs resnet50 --speed-models vgg11 googlenet"
 )
