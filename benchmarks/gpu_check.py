@@ -239,7 +239,8 @@ def main(argv=None) -> int:
 
     recipe = dict(_parse_option(o) for o in args.recipe)
     builder_options = dict(_parse_option(o) for o in args.model_option)
-    unknown = sorted(set(recipe) - {f.name for f in cli_fields()} | {"model", "profile", "model_options"} & set(recipe))
+    allowed = {f.name for f in cli_fields()} - {"model", "profile", "model_options"}  # those have flags of their own
+    unknown = sorted(set(recipe) - allowed)
     if unknown:
         p.error(f"--recipe: unknown setting(s) {', '.join(unknown)}; use the names of `python -m labkit train`'s "
                 "options with underscores (learning_rate=0.001)")
@@ -258,7 +259,8 @@ def main(argv=None) -> int:
     size, batches, steps = (None, (4, 8), 2) if tiny else (224, (64, 256), 20)
     profile = "smoke" if tiny else "gpu"
     report = {"device": device_report()["device"], "backend": backend.name(), "versions": backend.versions(),
-              "tiny": tiny, "full_runs": args.full, "recipe": recipe, "model_options": builder_options, "pipeline": None, "runs": [], "speed": [], "resnet50": [], "skipped": []}
+              "tiny": tiny, "full_runs": args.full, "recipe": recipe, "model_options": builder_options,
+              "pipeline": None, "runs": [], "speed": [], "resnet50": [], "skipped": []}
     print(f"gpu check: {report['device']}, backend {report['backend']}, {report['versions']}", flush=True)
 
     def step(part: str, seconds_needed: float):
