@@ -161,8 +161,7 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
                                   "training is off here (grading by run records).")
         if overwrite and out.exists():
             for item in ("results.json", "history.csv", "best.keras", "best.weights.h5", "best.json", "budget.json",
-                         "backup",
-                         PREDICTIONS):
+                         "backup", PREDICTIONS):
                 target = out / item
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
         resuming = backup.exists() and any(backup.iterdir())
