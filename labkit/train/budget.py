@@ -16,11 +16,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 from labkit.train.callbacks import writes_per_epoch
+from labkit.train.records import write_json_atomically
 
 #: the final evaluation: the test split once, and again as 10 crops (AlexNet's test views)
 FINAL_EVALUATION_PASSES = 11
@@ -93,9 +93,7 @@ def choose_epochs(minutes: float, elapsed: float, train_rate: float, inference_r
 
 
 def save(budget: Budget, path: Path) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(budget.as_dict(), indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomically(path, budget.as_dict())
 
 
 def load(path: Path) -> Budget | None:

@@ -132,8 +132,9 @@ def read_history(path: Path) -> pd.DataFrame:
 
 
 def write_json_atomically(path: Path, payload: dict) -> None:
+    """``payload`` as JSON to ``path``, through a temporary file (a crash never leaves half a file)."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
     os.replace(tmp, path)
 
 
