@@ -324,9 +324,9 @@ def main(argv=None) -> int:
 
 
 def _save(report: dict, out: Path) -> None:
-    tmp = out / "gpu_check.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    os.replace(tmp, out / "gpu_check.json")
+    from labkit.train.records import write_json_atomically
+
+    write_json_atomically(out / "gpu_check.json", report, default=str)
 
 
 if __name__ == "__main__":

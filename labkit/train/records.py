@@ -131,10 +131,11 @@ def read_history(path: Path) -> pd.DataFrame:
     return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
 
 
-def write_json_atomically(path: Path, payload: dict) -> None:
-    """``payload`` as JSON to ``path``, through a temporary file (a crash never leaves half a file)."""
+def write_json_atomically(path: Path, payload: dict, default=None) -> None:
+    """``payload`` as JSON to ``path``, through a temporary file (a crash never leaves half a file);
+    ``default`` as in ``json.dumps`` (what to write for a value JSON has no type for)."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.write_text(json.dumps(payload, indent=2, default=default) + "\n")
     os.replace(tmp, path)
 
 
