@@ -15,5 +15,5 @@ from labkit.data.files import (  # noqa: F401
     DataError, default_data_dir, ensure_images, fallback_splits, image_sizes, label_of, load_splits,
     oxflower17_index, resolve_data_dir, select_split, validate_images, resolve_classes, class_names, select_task, split_classes,
 )
-from labkit.data.pipeline import ArrayBatches, array_batches, oxflower17  # noqa: F401
+from labkit.data.pipeline import ArrayBatches, array_batches, first_batch_repeated, oxflower17  # noqa: F401
 

@@ -122,6 +122,34 @@ class ArrayBatches(keras.utils.PyDataset):
         return self._copy(repeat=True)
 
 
+class _OneBatch(keras.utils.PyDataset):
+    """One batch, endlessly (``first_batch_repeated`` on the NumPy pipeline)."""
+
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+    def __len__(self):
+        return 1
+
+    @property
+    def num_batches(self):
+        return None
+
+    def __getitem__(self, index):
+        return self.batch
+
+
+def first_batch_repeated(batches):
+    """The first batch of ``batches`` (a ``tf.data.Dataset`` or ``ArrayBatches``) again and again,
+    as the same kind of dataset with the same batch structure and shapes: a model fitted on it
+    runs the training step that fitting on ``batches`` runs, compiled for the same input. The
+    first batch is drawn once, as one ``next(iter(batches))`` would."""
+    if isinstance(batches, ArrayBatches):
+        return _OneBatch(batches[0])
+    return batches.take(1).cache().repeat()
+
+
 def oxflower17(
     split: str = "train",
     image_size: int | None = None,

@@ -104,32 +104,47 @@ def datasets(cfg: TrainConfig, data_dir, outputs: int, train_arrays=None):
     have the same size (the last, smaller one is dropped): a compiled step is compiled once per
     input shape. ``train_arrays``: ``(images, labels)`` to train on instead of the split's images
     (``training_arrays``), shuffled the same way."""
-    mixer = mixing_layer(cfg.mixing, seed=cfg.seed)
     common = dict(image_size=cfg.image_size, partition=cfg.partition, data_dir=data_dir, classes=cfg.classes)
-    shuffled = dict(batch_size=cfg.batch_size, seed=cfg.seed, dtype="uint8",
-                    drop_remainder=backend.jit_compile(cfg.jit_compile))
-    if train_arrays is None:
-        train = lkdata.oxflower17(cfg.train_split, shuffle=True, images_per_class=cfg.images_per_class,
-                                  **shuffled, **common)
-    else:
-        train = lkdata.array_batches(*train_arrays, shuffle=True, **shuffled)
     val = (lkdata.oxflower17("val", batch_size=cfg.batch_size, dtype="uint8", **common)
            if cfg.train_split == "train" else None)
     test = lkdata.oxflower17("test", batch_size=cfg.batch_size, **common)  # float: for the inference model
-    numpy = isinstance(train, lkdata.ArrayBatches)
-    one_hot, mix = (_numpy_transforms if numpy else _tf_transforms)(mixer, cfg.num_classes)
+    if val is not None and cfg.mixing != "none":
+        val = _map(val, _transforms(val, cfg, mixing=False)[0])
+    if val is not None and outputs > 1:
+        val = _map(val, _targets(outputs))
+    return training_batches(cfg, data_dir, outputs, train_arrays), val, test
 
-    def to_targets(x, y):  # one label per output (GoogLeNet's heads); plain Python, fine in both pipelines
-        return (x, tuple([y] * outputs)) if outputs > 1 else (x, y)
 
-    if mixer is not None:
+def training_batches(cfg: TrainConfig, data_dir, outputs: int, train_arrays=None, shuffle: bool = True):
+    """The training batches of ``datasets``. ``shuffle=False``: the same batches in a fixed order,
+    from a pipeline that shares no random state with the run's (the time budget's probe)."""
+    shuffled = dict(batch_size=cfg.batch_size, seed=cfg.seed, dtype="uint8",
+                    drop_remainder=backend.jit_compile(cfg.jit_compile))
+    if train_arrays is None:
+        train = lkdata.oxflower17(cfg.train_split, shuffle=shuffle, images_per_class=cfg.images_per_class,
+                                  image_size=cfg.image_size, partition=cfg.partition, data_dir=data_dir,
+                                  classes=cfg.classes, **shuffled)
+    else:
+        train = lkdata.array_batches(*train_arrays, shuffle=shuffle, **shuffled)
+    if cfg.mixing != "none":
+        one_hot, mix = _transforms(train, cfg)
         train = _map(_map(train, one_hot), mix)
-        val = _map(val, one_hot) if val is not None else None
     if cfg.steps_per_epoch is not None:
-        train = train.repeated() if numpy else train.repeat()
-    if outputs > 1:
-        train, val = _map(train, to_targets), (_map(val, to_targets) if val is not None else None)
-    return train, val, test
+        train = train.repeated() if isinstance(train, lkdata.ArrayBatches) else train.repeat()
+    return _map(train, _targets(outputs)) if outputs > 1 else train
+
+
+def _transforms(batches, cfg: TrainConfig, mixing: bool = True):
+    """``(one_hot, mix)`` for ``batches``' pipeline, ``mix`` with a mixing layer of its own (none
+    where ``mixing`` is off: validation only turns its labels one-hot)."""
+    mixer = mixing_layer(cfg.mixing, seed=cfg.seed) if mixing else None
+    make = _numpy_transforms if isinstance(batches, lkdata.ArrayBatches) else _tf_transforms
+    return make(mixer, cfg.num_classes)
+
+
+def _targets(outputs: int):
+    """A map to one label per output (GoogLeNet's heads); plain Python, fine in both pipelines."""
+    return lambda x, y: (x, tuple([y] * outputs))
 
 
 def epoch_steps(images: int, batch_size: int, full_batches_only: bool) -> int:
