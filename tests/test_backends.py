@@ -25,6 +25,7 @@ JAX_SUBSET = [
     "tests/test_data.py::test_numpy_batches_reshuffle_every_epoch_and_repeat",
     "tests/test_train.py::test_interrupted_run_resumes_at_the_next_epoch_and_keeps_its_history",
     "tests/test_train.py::test_gpu_profile_training_model_compiles_with_xla_and_no_fallback",
+    "tests/test_train.py::test_a_budget_that_keeps_the_recipe_trains_exactly_as_a_run_without_one",
     "tests/test_train.py::test_cli_trains_end_to_end_in_smoke",
     "tests/test_train.py::test_ten_crops_are_corners_centre_and_mirrors",
     "tests/test_own_network.py::test_own_network_and_recipe_train_record_and_rerun_without_retraining",

@@ -442,6 +442,22 @@ def test_a_slower_machine_gets_fewer_epochs_a_faster_one_more_up_to_the_recipe(s
         assert 60 + epochs * per_epoch + final <= planned < 60 + (epochs + 1) * per_epoch + final
 
 
+def stand_in_clock(monkeypatch, seconds: dict) -> list:
+    """The budget's timings come from ``seconds`` (``train``, ``inference``: per step); the steps
+    still run, so the model is changed as a real measurement changes it. Returns the timed models."""
+    timed = []
+    real_training, real_step = train.budget.seconds_per_training_step, train.budget.seconds_per_step
+
+    def training(model, batches, **kw):
+        timed.append(model)
+        real_training(model, batches, **kw)
+        return seconds["train"]
+
+    monkeypatch.setattr(train.budget, "seconds_per_training_step", training)
+    monkeypatch.setattr(train.budget, "seconds_per_step", lambda step, **kw: (real_step(step), seconds["inference"])[1])
+    return timed
+
+
 def test_budgeted_run_chooses_its_epochs_records_them_and_keeps_them_on_resume(real_data_dir, tmp_path, monkeypatch,
                                                                                capsys):
     import dataclasses
@@ -451,11 +467,10 @@ def test_budgeted_run_chooses_its_epochs_records_them_and_keeps_them_on_resume(r
     # the stand-in machine below: 23 s an epoch, 33 s of final evaluation, so 1.8 minutes hold 2 epochs
     profile = dataclasses.replace(get_profile("smoke"), epochs=6, steps_per_epoch=None, budget_minutes=1.8)
     stand_in = {"train": 0.5, "inference": 0.1}      # a slow machine: 32 img/s training at batch 16
-    calls = iter(["train", "inference"] * 4)
-    monkeypatch.setattr(train.budget, "seconds_per_step", lambda step, **kw: stand_in[next(calls)])
+    stand_in_clock(monkeypatch, stand_in)
     out = tmp_path / "budget-run"
     settings = dict(profile=profile, image_size=32, batch_size=16, out_dir=out, data_dir=real_data_dir,
-                    verbose=0, augmentation="none")
+                    verbose=0, augmentation="none", optimizer="adamw", warmup_epochs=0)
     with pytest.raises(KeyboardInterrupt):
         train.train("resnet18", callbacks=[InterruptAt(1)], **settings)
     plan = json.loads((out / "budget.json").read_text())
@@ -465,11 +480,44 @@ def test_budgeted_run_chooses_its_epochs_records_them_and_keeps_them_on_resume(r
     run = train.train("resnet18", callbacks=[seen], **settings)
     assert run.results["budget"]["epochs"] == plan["epochs"] == run.results["epochs_run"]
     assert seen.epochs == list(range(1, plan["epochs"]))
+    schedule = run.results["recipe"]["optimizer"]["config"]["learning_rate"]["config"]   # for the 2 epochs
+    assert schedule["decay_steps"] == plan["epochs"] * run.results["steps_per_epoch"]
     assert run.results["config"]["epochs"] == 6 and run.results["config"]["budget_minutes"] == 1.8
     assert "shorter than the full recipe" in capsys.readouterr().out
     assert not (out / "budget.json").exists()      # the record holds it now
     explicit = train.make_config("resnet18", profile, epochs=4)
     assert explicit.budget_minutes is None and explicit.epochs == 4   # --epochs wins over the budget
+
+
+def test_a_budget_that_keeps_the_recipe_trains_exactly_as_a_run_without_one(real_data_dir, tmp_path, monkeypatch):
+    """The budget measures the run's own compiled model (no second compile) and puts back every
+    weight, moving statistic, augmentation seed and optimizer variable that measuring changed."""
+    import dataclasses
+
+    from labkit.profiles import get_profile
+
+    if keras.backend.backend() != "tensorflow":
+        # Keras' JAX and PyTorch trainers build their metrics in a run's first fit from a batch of a
+        # fresh iterator: with tf.data (a new shuffling order per iterator) a run without the
+        # probe's fit before it starts one order later. The NumPy pipeline's orders go by epoch.
+        monkeypatch.setattr(data.pipeline, "default_pipeline", lambda: "numpy")
+    compiled = []
+    real_compile = train.engine.compile_model
+    monkeypatch.setattr(train.engine, "compile_model", lambda model, *a, **kw: (compiled.append(model),
+                                                                                real_compile(model, *a, **kw))[1])
+    timed = stand_in_clock(monkeypatch, {"train": 0.001, "inference": 0.001})   # a fast machine: all epochs fit
+    # AdamW with a weight average (optimizer state beyond the weights), augmentation (random state)
+    settings = dict(image_size=32, batch_size=16, data_dir=real_data_dir, verbose=0, augmentation="light",
+                    optimizer="adamw", ema=True, images_per_class=6, seed=3)
+    budgeted = train.train("resnet18", profile=dataclasses.replace(
+        get_profile("smoke"), epochs=2, steps_per_epoch=None, budget_minutes=30), out_dir=tmp_path / "b", **settings)
+    assert budgeted.results["budget"]["epochs"] == 2 and not budgeted.results["budget"]["train_images_per_second"] < 16e3
+    assert len(compiled) == 1 and timed == compiled     # the probe timed the model that trained, compiled once
+    plain = train.train("resnet18", profile="smoke", epochs=2, steps_per_epoch=None, out_dir=tmp_path / "p", **settings)
+    assert plain.results["budget"] is None
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_array_equal(budgeted.history[key], plain.history[key], err_msg=key)
+    np.testing.assert_array_equal(budgeted.evaluation.probabilities, plain.evaluation.probabilities)
 
 
 def test_running_out_of_gpu_memory_says_what_to_lower_and_keeps_the_backup(real_data_dir, tmp_path):

@@ -1,13 +1,16 @@
 """Time budgets that hold on any machine: choose the number of epochs from measured speed.
 
-A profile states how many minutes a lab's whole run may take (``budget_minutes``). Before the
-real model is compiled, ``train()`` times a few training and inference steps of a throw-away
-copy on this machine, then chooses the most epochs, up to the recipe's, that fit the budget:
+A profile states how many minutes a lab's whole run may take (``budget_minutes``). Before
+training, ``train()`` times a few training steps of the run's own model inside ``fit`` (the step
+that the run then reuses, so a compiled step is compiled once) and a few inference steps, puts
+the model back exactly as it was, then chooses the most epochs, up to the recipe's, that fit the
+budget:
 
     elapsed so far + epochs x (training pass + validation pass + checkpoints)
                    + final evaluation <= SAFETY x budget
 
-The schedule (cosine or lr / 10 on plateau) is then set for that length. An explicit
+The schedule (cosine or lr / 10 on plateau) is then set for that length (a shortened run
+compiles its step again, for the shorter schedule). An explicit
 ``epochs`` wins over the budget. The choice is written to ``budget.json`` in the run folder
 before training, so a resumed run keeps it, and to the run record.
 """
@@ -18,6 +21,8 @@ import json
 import math
 import time
 from pathlib import Path
+
+import keras
 
 from labkit.train.callbacks import writes_per_epoch
 from labkit.train.records import write_json_atomically
@@ -77,6 +82,33 @@ def seconds_per_step(step, steps: int = 4, warmup: int = 2, clock=time.perf_coun
     for _ in range(steps):
         step()
     return max(clock() - start, 1e-9) / steps
+
+
+class _StepClock(keras.callbacks.Callback):
+    """The time at the end of each training step (of each compiled call, with several steps a
+    call), once the step has finished: reading its loss waits for it."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock, self.ends = clock, []
+
+    def on_train_batch_end(self, batch, logs=None):
+        float((logs or {}).get("loss", 0.0))   # backends dispatch asynchronously: wait for the step
+        self.ends.append((batch, self.clock()))
+
+
+def seconds_per_training_step(model, batches, steps: int = 4, warmup: int = 2, clock=time.perf_counter) -> float:
+    """Mean seconds of one training step of the compiled ``model``, timed inside ``model.fit`` on
+    ``batches`` (endless, e.g. ``labkit.data.first_batch_repeated``): ``steps`` compiled calls
+    after ``warmup`` (which compile). It is the step that fitting the run runs, so the run
+    reuses what this compiled. ``fit`` changes the model: keep its state and put it back
+    (``labkit.train.model.model_state``)."""
+    timer = _StepClock(clock)
+    calls = warmup + steps
+    model.fit(batches, epochs=1, steps_per_epoch=calls * model.steps_per_execution, callbacks=[timer],
+              verbose=0, shuffle=False)
+    (first, start), (last, end) = timer.ends[warmup - 1], timer.ends[-1]
+    return max(end - start, 1e-9) / (last - first)
 
 
 def choose_epochs(minutes: float, elapsed: float, train_rate: float, inference_rate: float,

@@ -24,8 +24,10 @@ from labkit.profiles import get_profile
 from labkit.train import budget as lkbudget
 from labkit.train.callbacks import BestWeights, EpochTimer, SaveSchedule, TimedBackup
 from labkit.train.config import TrainConfig, check, make_config, run_name, same_config
-from labkit.train.inputs import channel_statistics, datasets, epoch_steps, split_sizes, training_arrays, training_images
-from labkit.train.model import build_training_model, compile_model, set_precision, val_accuracy_key
+from labkit.train.inputs import (channel_statistics, datasets, epoch_steps, split_sizes, training_arrays,
+                                 training_batches, training_images)
+from labkit.train.model import (build_training_model, compile_model, model_state, set_model_state, set_precision,
+                                val_accuracy_key)
 from labkit.train.network import Network, choose_network
 from labkit.train.recipe import as_recipe_function, profile_recipe
 from labkit.train.recipe import fingerprint as recipe_fingerprint
@@ -77,36 +79,34 @@ def _out_of_memory(cfg: TrainConfig, backup: Path) -> OutOfMemoryError:
         f"finished epochs are kept in {backup}, and a run with the same settings resumes from them.")
 
 
-def _plan_budget(cfg: TrainConfig, path: Path, started: float, mean, variance, train_ds, index, train_images: int,
-                 resuming: bool, network: Network, recipe_fn) -> lkbudget.Budget:
-    """The epochs that fit ``cfg.budget_minutes``: from ``budget.json`` when resuming, else
-    measured now on a throw-away copy of the model (so the real one starts untouched)."""
-    if resuming and (kept := lkbudget.load(path)) is not None:
-        return kept
-    probe, probe_inference, _, _ = build_training_model(cfg, mean, variance, network)
-    compile_model(probe, cfg, steps_per_epoch=1, recipe_fn=recipe_fn)
-    x, y = next(iter(train_ds))
-    images = np.asarray(x)
+def _plan_budget(cfg: TrainConfig, started: float, model, inference, probe_ds, index, train_images: int) -> lkbudget.Budget:
+    """The epochs that fit ``cfg.budget_minutes``, measured on the run's own compiled model: its
+    training step inside ``fit`` (which the run then reuses: compiled once), its inference step
+    and one checkpoint. Everything the measurement changed is put back, and it draws its batch
+    from ``probe_ds``, a training pipeline of its own, so the run starts exactly as it would
+    without a budget."""
+    kept = model_state(model)
+    repeated = lkdata.first_batch_repeated(probe_ds)
+    train_step = lkbudget.seconds_per_training_step(model, repeated)
+    # at once: fit's end may have made weights and optimizer share arrays (with ema, Keras copies the
+    # average into the weights), which the next compiled call would donate on JAX
+    set_model_state(model, kept)
+    images = np.asarray(next(iter(repeated))[0])
     batch = images.shape[0]
-    train_step = lkbudget.seconds_per_step(lambda: probe.train_on_batch(x, y))
     floats = images.astype("float32") / 255.0
-    infer_step = lkbudget.seconds_per_step(lambda: probe_inference.predict_on_batch(floats))
+    infer_step = lkbudget.seconds_per_step(lambda: inference.predict_on_batch(floats))
     with tempfile.TemporaryDirectory() as tmp:  # what one checkpoint costs (weights and optimizer state)
         saving = time.perf_counter()
-        probe.save_weights(str(Path(tmp) / "probe.weights.h5"))
+        model.save_weights(str(Path(tmp) / "probe.weights.h5"))
         checkpoint = time.perf_counter() - saving
-    del probe, probe_inference
-    keras.utils.set_random_seed(cfg.seed)  # the real model starts as it would without a probe
     splits = split_sizes(cfg, index)
     val_images = splits["val"] if cfg.train_split == "train" else 0
     epochs, per_epoch = lkbudget.choose_epochs(
         cfg.budget_minutes, time.perf_counter() - started, batch / train_step, batch / infer_step,
         train_images, val_images, splits["test"], cfg.epochs, checkpoint)
     expected = get_profile(cfg.profile).expected_val_accuracy.get(cfg.model)
-    plan = lkbudget.Budget(cfg.budget_minutes, batch / train_step, batch / infer_step, cfg.epochs, epochs,
+    return lkbudget.Budget(cfg.budget_minutes, batch / train_step, batch / infer_step, cfg.epochs, epochs,
                            per_epoch, time.perf_counter() - started, expected, checkpoint)
-    lkbudget.save(plan, path)
-    return plan
 
 
 def _recipe_tag(cfg: TrainConfig, recipe_fn, outputs: int) -> str | None:
@@ -186,16 +186,24 @@ def train(model: str = "resnet18", *, builder=None, recipe=None, profile=None, e
         full_batches_only = backend.jit_compile(cfg.jit_compile)  # inputs.datasets drops the last, smaller batch
         steps = cfg.steps_per_epoch or epoch_steps(images, cfg.batch_size, full_batches_only)
 
-        plan, run_cfg = None, cfg
+        budgeted = bool(cfg.budget_minutes) and cfg.steps_per_epoch is None
+        plan = lkbudget.load(budget_path) if budgeted and resuming else None   # a resumed run keeps its plan
+        run_cfg = dataclasses.replace(cfg, epochs=plan.epochs) if plan else cfg  # the schedule spans the run
         try:
-            if cfg.budget_minutes and cfg.steps_per_epoch is None:
-                plan = _plan_budget(cfg, budget_path, started, mean, variance, train_ds, index, images, resuming,
-                                    network, recipe_fn)
-                print(f"[labkit.train] {plan.describe()}", flush=True)
-                run_cfg = dataclasses.replace(cfg, epochs=plan.epochs)  # the schedule spans the chosen length
             with backend.distribution_scope():
                 model, inference, net, start = build_training_model(run_cfg, mean, variance, network)
                 made = compile_model(model, run_cfg, steps, recipe_fn)
+            if budgeted and plan is None:
+                probe_ds = training_batches(cfg, data_dir, network.outputs, arrays, shuffle=False)
+                plan = _plan_budget(cfg, started, model, inference, probe_ds, index, images)
+                del probe_ds
+                lkbudget.save(plan, budget_path)
+                if plan.shortened:  # a shorter schedule: the optimizer and its compiled step again
+                    run_cfg = dataclasses.replace(cfg, epochs=plan.epochs)
+                    with backend.distribution_scope():
+                        made = compile_model(model, run_cfg, steps, recipe_fn)
+            if plan:
+                print(f"[labkit.train] {plan.describe()}", flush=True)
             monitor = val_accuracy_key(model) if val_ds is not None else None
             earlier = read_history(history_path) if resuming else pd.DataFrame()
             # after a resume, only an epoch better than every earlier one may replace best.weights.h5

@@ -151,6 +151,27 @@ def compile_model(model, cfg: TrainConfig, steps_per_epoch: int, recipe_fn=None)
     return recipe
 
 
+def model_state(model) -> list:
+    """Everything that training ``model`` changes, as NumPy arrays: its weights, moving statistics
+    and random-number state (its augmentation's and dropout's seeds), and its optimizer's
+    variables (step count, moments, weight average, loss scale). ``set_model_state`` puts it back."""
+    return [keras.ops.convert_to_numpy(v.value) for v in _stateful(model)]
+
+
+def set_model_state(model, state: list) -> None:
+    """Put ``model_state``'s arrays back (bit for bit); metrics start again from zero."""
+    variables = _stateful(model)
+    if len(variables) != len(state):
+        raise ValueError(f"the state holds {len(state)} arrays, the model {len(variables)} variables")
+    for variable, value in zip(variables, state):
+        variable.assign(value)
+    model.reset_metrics()
+
+
+def _stateful(model) -> list:
+    return list(model.variables) + (list(model.optimizer.variables) if model.optimizer is not None else [])
+
+
 def val_accuracy_key(model_or_outputs) -> str:
     """The validation accuracy a run watches: the main output's when there are auxiliary heads.
     Takes a model or its number of outputs."""

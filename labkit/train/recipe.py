@@ -75,7 +75,7 @@ class Recipe:
 def as_recipe_function(recipe):
     """``recipe`` as a function of ``(epochs, steps_per_epoch)``: a function is kept, a ``Recipe``
     (no schedule that depends on the run's length) is wrapped."""
-    if isinstance(recipe, Recipe):  # a fresh optimizer and callbacks each time (the budget's probe compiles too)
+    if isinstance(recipe, Recipe):  # a fresh optimizer and callbacks each time (a budget that shortens the run compiles again)
         return lambda epochs, steps_per_epoch: Recipe(
             type(recipe.optimizer).from_config(recipe.optimizer.get_config()), recipe.loss,
             [copy.copy(c) for c in recipe.callbacks], recipe.aux_loss_weight)
