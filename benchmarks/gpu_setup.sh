@@ -9,5 +9,5 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 mkdir -p /tmp/labkit-data && ln -sf "$PWD/$carry/data/17flowers.tgz" /tmp/labkit-data/17flowers.tgz
 export PYTHONPATH=/tmp/site:$PWD LABKIT_DATA_DIR=/tmp/labkit-data LABKIT_OFFLINE=1 PYTHONUNBUFFERED=1
 export XLA_PYTHON_CLIENT_PREALLOCATE=false          # JAX takes memory as it needs it (peak memory is then real)
-export JAX_COMPILATION_CACHE_DIR=/tmp/jax-cache     # the budget probe and the run compile the same programs
+export JAX_COMPILATION_CACHE_DIR=/tmp/jax-cache     # runs in one call compile the same programs
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; lscpu | grep -E "^Model name|^CPU\(s\)"; } 2>&1 | tee "$out/gpu.txt"
