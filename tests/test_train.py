@@ -508,7 +508,7 @@ def test_a_budget_that_keeps_the_recipe_trains_exactly_as_a_run_without_one(real
     timed = stand_in_clock(monkeypatch, {"train": 0.001, "inference": 0.001})   # a fast machine: all epochs fit
     # AdamW with a weight average (optimizer state beyond the weights), augmentation (random state)
     settings = dict(image_size=32, batch_size=16, data_dir=real_data_dir, verbose=0, augmentation="light",
-                    optimizer="adamw", ema=True, images_per_class=6, seed=3)
+                    optimizer="adamw", ema=True, classes=[0, 1, 2], images_per_class=16, seed=3)
     budgeted = train.train("resnet18", profile=dataclasses.replace(
         get_profile("smoke"), epochs=2, steps_per_epoch=None, budget_minutes=30), out_dir=tmp_path / "b", **settings)
     assert budgeted.results["budget"]["epochs"] == 2 and not budgeted.results["budget"]["train_images_per_second"] < 16e3
