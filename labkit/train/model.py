@@ -123,10 +123,13 @@ def build_training_model(cfg: TrainConfig, mean, variance, network: Network | No
 
 
 def _metrics(cfg: TrainConfig) -> list:
+    # a task of fewer than 5 classes (``classes``) counts top-k over all of them: PyTorch's top-k
+    # fails for k above the number of classes
+    k = min(5, cfg.num_classes)
     if cfg.mixing != "none":  # mixed (soft) labels: training accuracy counts the larger share as right
-        return [keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.TopKCategoricalAccuracy(5, name="top5")]
+        return [keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.TopKCategoricalAccuracy(k, name="top5")]
     return [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-            keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]
+            keras.metrics.SparseTopKCategoricalAccuracy(k, name="top5")]
 
 
 def compile_model(model, cfg: TrainConfig, steps_per_epoch: int, recipe_fn=None) -> Recipe:
