@@ -428,6 +428,16 @@ def test_step_timing_skips_the_compiling_warm_up_steps():
     assert train.budget.seconds_per_step(step, steps=4, warmup=2, clock=clock) == pytest.approx(0.5)
 
 
+def test_training_step_timing_inside_fit_skips_the_compiling_warm_up_steps():
+    ends = iter(np.cumsum([30.0, 1.0] + [0.5] * 4))   # the clock at each step's end; the first compiles
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    batches = data.first_batch_repeated(data.array_batches(np.ones((4, 3), np.uint8), np.zeros((4, 2), np.float32),
+                                                           4, dtype="uint8"))
+    seconds = train.budget.seconds_per_training_step(model, batches, steps=4, warmup=2, clock=lambda: next(ends))
+    assert seconds == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize("seconds_per_step, expected", [(30.0, 1), (8.0, 2), (2.0, 13), (0.5, 30)])
 def test_a_slower_machine_gets_fewer_epochs_a_faster_one_more_up_to_the_recipe(seconds_per_step, expected):
     batch = 32

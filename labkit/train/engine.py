@@ -28,7 +28,7 @@ from labkit.train.inputs import (channel_statistics, datasets, epoch_steps, spli
                                  training_batches, training_images)
 from labkit.train.model import (build_training_model, compile_model, model_state, set_model_state, set_precision,
                                 val_accuracy_key)
-from labkit.train.network import Network, choose_network
+from labkit.train.network import choose_network
 from labkit.train.recipe import as_recipe_function, profile_recipe
 from labkit.train.recipe import fingerprint as recipe_fingerprint
 from labkit.train.records import PREDICTIONS, Run, load_run, read_history, results, write_run
