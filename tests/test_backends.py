@@ -56,7 +56,9 @@ def _run_subset(tests, tmp_path, real_data_dir, **extra):
     only = ["-k", "not trains_one_step"]
     # the notebook's run folder goes into the test's own folder, not into the checkout's outputs/
     env = _env(LABKIT_DATA_DIR=str(real_data_dir), LABKIT_OUTPUTS_DIR=str(tmp_path / "outputs"), **extra)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", *only, *tests], cwd=REPO,
+    # its temporary folders inside this test's, removed with it when it passes
+    basetemp = f"--basetemp={tmp_path / 'pytest'}"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", basetemp, *only, *tests], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout.splitlines()[-1] and "skipped" not in done.stdout.splitlines()[-1]
