@@ -28,7 +28,7 @@ def genuine(tmp_path_factory, real_data_dir):
     folder = tmp_path_factory.mktemp("runs")
     cfg = dict(epochs=2, steps_per_epoch=2, augmentation="light")
     name = train.run_name(train.make_config("resnet18", "smoke", image_size=32, batch_size=16, **cfg))
-    small_run(real_data_dir, folder / name, **cfg)
+    small_run(real_data_dir, folder / name, model="resnet18", **cfg)   # lab 05's network
     return folder / name
 
 

@@ -6,7 +6,7 @@ import warnings
 import pytest
 
 from labkit import colab, places, report, train
-from test_train import EpochsSeen, InterruptAt
+from test_train import NET, NET_OPTIONS, EpochsSeen, InterruptAt, train_net
 
 
 @pytest.fixture
@@ -70,8 +70,8 @@ def test_with_drive_a_disconnect_resumes_and_other_notebooks_find_the_runs(clean
     root = colab.keep_on_drive(mount_point=str(drive))
     assert root == drive / "MyDrive" / "labkit"
     with pytest.raises(KeyboardInterrupt):
-        train.train("resnet18", callbacks=[InterruptAt(1)], **settings)
-    run_dir = root / "outputs" / train.run_name(train.make_config("resnet18", "smoke", **{
+        train_net(callbacks=[InterruptAt(1)], **settings)
+    run_dir = root / "outputs" / train.run_name(train.make_config(NET, "smoke", model_options=NET_OPTIONS, **{
         k: v for k, v in settings.items() if k not in ("profile", "data_dir", "verbose")}))
     assert (run_dir / "backup").is_dir() and not (run_dir / "results.json").exists()
     assert list((root / "cache").glob("oxflower17-32px-*.npy"))   # the decoded images, on Drive too
@@ -81,7 +81,7 @@ def test_with_drive_a_disconnect_resumes_and_other_notebooks_find_the_runs(clean
     monkeypatch.setenv(places.CACHE_VAR, "")
     assert colab.keep_on_drive(mount_point=str(drive)) == root
     seen = EpochsSeen()
-    run = train.train("resnet18", callbacks=[seen], **settings)
+    run = train_net(callbacks=[seen], **settings)
     assert seen.epochs == [1] and run.out_dir == run_dir       # resumed at the lost epoch
     assert "resuming" in capsys.readouterr().out
     # lab 07, in yet another runtime, finds the run through the default outputs folder
