@@ -65,9 +65,8 @@ def small_run(real_data_dir, out_dir, model=NET, **kwargs):
 
 
 def test_overfits_one_small_batch(real_data_dir):
-    cfg = train.make_config("resnet18", "smoke", image_size=32, batch_size=16, augmentation="none",
-                            optimizer="adamw", warmup_epochs=0, weight_decay=0.0,
-                            label_smoothing=0.0)
+    cfg = train.make_config(NET, "smoke", image_size=32, batch_size=16, augmentation="none", model_options=NET_OPTIONS,
+                            optimizer="adamw", warmup_epochs=0, weight_decay=0.0, label_smoothing=0.0)
     images, labels = next(iter(data.oxflower17("train", 32, 16, data_dir=real_data_dir, seed=1, dtype="uint8")))
     model, _, _, _ = train.build_training_model(cfg, *train.channel_statistics(
         data.oxflower17("train", 32, 16, data_dir=real_data_dir, shuffle=False)))
