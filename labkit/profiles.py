@@ -147,7 +147,9 @@ PROFILES: dict[str, Profile] = {
         description="CI smoke test: smallest sizes, a few steps",
         image_size=32, batch_size=16, epochs=1, steps_per_epoch=2,
         mixed_precision=False, jit_compile=False, sample_grid_images=2,
-        augmentation_experiment={"model": "resnet18", "image_size": 32, "epochs": 1, "optimizer": "adamw"},
+        # lab 06's four runs with the smallest ResNet (lab 05's CIFAR ResNet-8), as the engine's tests
+        augmentation_experiment={"model": "cifarresnet", "model_options": {"depth": 8}, "image_size": 32,
+                                 "epochs": 1, "optimizer": "adamw"},
         transfer_experiment={"model": "resnet18", "base": "source task", "image_size": 32, "source_classes": 9,
                              "base_epochs": 1, "base_settings": {"train_split": "trainval", "ema": True},
                              "epochs": 1, "images_per_class": [10],

@@ -15,12 +15,12 @@ from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-# builders with their exact counts, augmentation, LRN, a smoke train interrupted and resumed,
-# XLA/jit for the gpu profile, the CLI, a network of one's own, gradients (of the loss and of the
-# input: lab 10's explanations), and one training notebook
+# builders with their exact counts (lab 09's families included), augmentation, LRN, a smoke train
+# interrupted and resumed, XLA/jit for the gpu profile, the CLI, a network of one's own, gradients
+# (of the loss and of the input: lab 10's explanations), and one training notebook. Lab 09's
+# families computing at a small input stay TensorFlow's (33 s more under JAX, for CI's 20 minutes).
 JAX_SUBSET = [
     "tests/test_models.py",
-    "tests/test_modern_models.py::test_each_family_computes_at_a_small_input",
     "tests/test_augment.py",
     "tests/test_data.py::test_numpy_batches_reshuffle_every_epoch_and_repeat",
     "tests/test_train.py::test_interrupted_run_resumes_at_the_next_epoch_and_keeps_its_history",
