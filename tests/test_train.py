@@ -46,7 +46,7 @@ class EpochsSeen(keras.callbacks.Callback):
 #: The network these tests train. Resuming, records, budgets and weight averaging do not depend on
 #: it, so they train the smallest ResNet that has what they touch (batch norm's moving statistics,
 #: shortcuts): lab 05's CIFAR ResNet-8, 78,497 weights for 17 classes. A smoke run of it takes a
-#: third of ResNet-18's time (4.4 s against 12.5 s on 2 cores), which keeps CI under 20 minutes.
+#: third of ResNet-18's time (4.4 s against 12.5 s on 2 cores), for CI's 20 minutes.
 NET, NET_OPTIONS, NET_PARAMS = "cifarresnet", {"depth": 8}, 78_497
 
 
@@ -58,10 +58,8 @@ def train_net(**settings):
 def small_run(real_data_dir, out_dir, model=NET, **kwargs):
     settings = dict(profile="smoke", image_size=32, batch_size=16, epochs=2, steps_per_epoch=2,
                     out_dir=out_dir, data_dir=real_data_dir, verbose=0, augmentation="light")
-    if model == NET:
-        settings["model_options"] = NET_OPTIONS
     settings.update(kwargs)
-    return train.train(model, **settings)
+    return train_net(**settings) if model == NET else train.train(model, **settings)
 
 
 def test_overfits_one_small_batch(real_data_dir):
