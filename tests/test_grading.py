@@ -199,7 +199,10 @@ def test_grade_folder_correct_unsolved_crashing_endless_escaping(dist, tmp_path,
     # the answer cell raises before it defines output_size
     _with_cell(solution, "def output_size(", "import labkit_no_such_module\n{cell}", subs / "cara" / "lab01.ipynb",
                replace=True)
-    _with_cell(solution, "def output_size(", "while True:\n    pass", subs / "dan" / f"{lab}.ipynb")
+    # an endless loop that sleeps: the time limit is what is tested, and a spinning one would take
+    # a core from the tests beside it for the whole limit
+    _with_cell(solution, "def output_size(", "import time\nwhile True:\n    time.sleep(0.5)",
+               subs / "dan" / f"{lab}.ipynb")
     outside = tmp_path / "escaped.txt"
     _with_cell(solution, "def output_size(", f"open({str(outside)!r}, 'w').write('out')",
                subs / "eve" / f"{lab}.ipynb")
