@@ -147,11 +147,10 @@ PROFILES: dict[str, Profile] = {
         description="CI smoke test: smallest sizes, a few steps",
         image_size=32, batch_size=16, epochs=1, steps_per_epoch=2,
         mixed_precision=False, jit_compile=False, sample_grid_images=2,
-        # lab 06's four runs with the smallest ResNet (lab 05's CIFAR ResNet-8), as the engine's tests;
+        # lab 06's four runs and lab 08's five with the smallest ResNet (lab 05's CIFAR ResNet-8), as
+        # the engine's tests; lab 08 copies and freezes up to its last stage, as up to ResNet-18's conv5
         augmentation_experiment={"model": "cifarresnet", "model_options": {"depth": 8}, "image_size": 32,
                                  "epochs": 1, "optimizer": "adamw"},
-        # lab 08's five runs with it too: copying and freezing up to its last stage, as up to a
-        # ResNet-18's conv5
         transfer_experiment={"model": "cifarresnet", "model_options": {"depth": 8}, "base": "source task",
                              "image_size": 32, "source_classes": 9,
                              "base_epochs": 1, "base_settings": {"train_split": "trainval", "ema": True},
