@@ -160,7 +160,9 @@ def _cmd_grade(args) -> int:
 
     profile = get_profile(args.profile).name if args.profile else None  # refuse a bad name early
     grading.grade(args.submissions, args.out, autograder=args.autograder, timeout=args.timeout,
-                  jobs=args.jobs, data_dir=args.data_dir, profile=profile, retrain=args.retrain)
+                  jobs=args.jobs, data_dir=args.data_dir, profile=profile, retrain=args.retrain,
+                  require_sandbox=args.require_sandbox,
+                  memory=int(args.memory * 2**30) if args.memory else None)
     return 0
 
 
@@ -234,8 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     grd.add_argument("--timeout", type=_positive_float, default=3600,
                      help="seconds each notebook may run before it is stopped and scored zero (default: 3600)")
     grd.add_argument("--jobs", type=_positive_int, default=1, help="notebooks graded at the same time (default: 1)")
-    grd.add_argument("--profile", help="profile the notebooks run with (default: $LABKIT_PROFILE or detected); "
-                                       "smoke grades the code exercises in about a minute per lab")
+    grd.add_argument("--profile", help="profile a notebook runs with when it hands in no run (default: "
+                                       "$LABKIT_PROFILE or detected); otherwise the one its runs were trained in")
+    grd.add_argument("--require-sandbox", action="store_true",
+                     help="refuse to grade where the OS sandbox (bubblewrap) cannot start, instead of warning")
+    grd.add_argument("--memory", type=_positive_float,
+                     help="GiB of memory a notebook may hold before it is stopped and scored zero (default: 8, "
+                          "or half the machine's)")
     grd.add_argument("--data-dir", help="data directory copied for each submission (default: $LABKIT_DATA_DIR or data/)")
     grd.set_defaults(func=_cmd_grade)
 

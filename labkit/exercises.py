@@ -31,26 +31,34 @@ def own(fn, *args, **kwargs):
         f"no credit: {name} calls labkit's reference ({', '.join(called[:3])}). Build it yourself from "
         "keras.layers and your own functions; labkit's layers (labkit.models.layers) are allowed.")
     assert result is not None, f"{name} returns nothing yet"
-    return result
+    from labkit.models.provenance import functional
+
+    return functional(result) if isinstance(result, keras.Model) else result
 
 
 def by_hand(fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, checked to be written by hand: it must not call labkit's own
-    versions, which are the check: AlexNet's augmentations (``labkit.augment``:
-    ``random_crop_and_flip``, ``rgb_pca``, ``pca_color_augment``, ``enlarge``) and lab 10's
-    explanations (``labkit.visualize``: ``occlusion``, ``saliency``, ``grad_cam``). It must return
-    something."""
-    from labkit import augment, visualize
-
-    references = (augment.random_crop_and_flip, augment.rgb_pca, augment.pca_color_augment, augment.enlarge,
-                  visualize.occlusion, visualize.saliency, visualize.grad_cam)
+    versions, which are the check (``by_hand_references``). It must return something."""
     name = getattr(fn, "__name__", "your function")
-    result, called = calls_to(references, fn, *args, **kwargs)
+    result, called = calls_to(by_hand_references(), fn, *args, **kwargs)
     assert not called, (
         f"no credit: {name} calls labkit's own version ({', '.join(called)}), which is what your answer is "
         "checked against. Write it with NumPy.")
     assert result is not None, f"{name} returns nothing yet"
     return result
+
+
+def by_hand_references() -> tuple:
+    """What labkit already computes that an answer "by hand" must not call: AlexNet's
+    augmentations, lab 10's explanations, the output-size formula, freezing up to a layer, and
+    local response normalisation (allowed as a layer in a network, not as the answer to ``lrn``)."""
+    from labkit import augment, inspect, visualize
+    from labkit.models import transfer
+    from labkit.models.layers import LocalResponseNormalization
+
+    return (augment.random_crop_and_flip, augment.rgb_pca, augment.pca_color_augment, augment.enlarge,
+            visualize.occlusion, visualize.saliency, visualize.grad_cam, inspect.conv_output_size,
+            transfer.freeze_up_to, transfer.layers_up_to, LocalResponseNormalization)
 
 
 def model_of(fn, input_shape, *args, **kwargs) -> keras.Model:
@@ -62,29 +70,64 @@ def model_of(fn, input_shape, *args, **kwargs) -> keras.Model:
 
 
 def _activation(layer) -> str | None:
-    if isinstance(layer, keras.layers.ReLU):
-        return "relu"
-    if isinstance(layer, keras.layers.Softmax):
-        return "softmax"
     activation = getattr(layer, "activation", None)
     name = getattr(activation, "__name__", None) if activation is not None else None
     return None if name in (None, "linear") else name
 
 
+def _activation_layer(layer) -> str | None:
+    """What a layer that only applies an activation applies (``ReLU()``, ``Activation("relu")``,
+    ``Softmax()``), or None."""
+    if isinstance(layer, keras.layers.ReLU):
+        plain = layer.max_value is None and not layer.negative_slope and not layer.threshold
+        return "relu" if plain else None
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    if isinstance(layer, keras.layers.Activation):
+        return _activation(layer)
+    return None
+
+
+def _producer(layer):
+    """The one layer whose output is ``layer``'s only input, or None."""
+    try:
+        (node,) = layer._inbound_nodes
+        (tensor,) = node.input_tensors
+        return tensor._keras_history[0]
+    except (ValueError, AttributeError, IndexError):
+        return None
+
+
 def structure(model: keras.Model) -> pd.DataFrame:
     """One row per layer, in the model's order: ``kind`` (class name), ``output`` (shape without
     the batch), ``activation``, and for convolutions and pools ``kernel``, ``strides``, ``padding``,
-    for dense and convolutions ``units`` (filters), ``bias``."""
-    rows = []
+    for dense and convolutions ``units`` (filters), ``bias``.
+
+    Written by function, not by spelling: a layer that only applies an activation (``ReLU()``,
+    ``Activation("relu")``, ``Softmax()``) right after another layer is that layer's
+    ``activation``, as ``Conv2D(..., activation="relu")`` would be; a ``Sequential`` model reads
+    like the same functional one."""
+    from labkit.models.provenance import functional
+
+    model = functional(model)
+    rows, row_of = [], {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
+        applies, producer = _activation_layer(layer), _producer(layer)
+        if applies and producer is not None and id(producer) in row_of and len(producer._outbound_nodes) == 1:
+            folded = rows[row_of[id(producer)]]
+            if folded["activation"] is None:
+                folded["activation"] = applies
+                row_of[id(layer)] = row_of[id(producer)]
+                continue
         output = layer.output
         shapes = [tuple(t.shape[1:]) for t in output] if isinstance(output, (list, tuple)) else tuple(output.shape[1:])
+        row_of[id(layer)] = len(rows)
         rows.append({
             "kind": type(layer).__name__,
             "output": shapes,
-            "activation": _activation(layer),
+            "activation": _activation(layer) or applies,
             "kernel": getattr(layer, "kernel_size", getattr(layer, "pool_size", None)),
             "strides": getattr(layer, "strides", None),
             "padding": getattr(layer, "padding", None),

@@ -207,11 +207,29 @@ def test_grade_folder_correct_unsolved_crashing_endless_escaping(dist, tmp_path,
     _with_cell(solution, "def output_size(", f"open({str(outside)!r}, 'w').write('out')",
                subs / "eve" / f"{lab}.ipynb")
     (subs / "eve" / "notes.ipynb").write_text("{not json")
-    lines = []
+    # labkit's answer under another name, defined in a cell of its own: seen by its code
+    _with_cell(student, "def output_size(", "size = conv_output_size\n\ndef output_size(W, F, P, S):\n"
+               "    return size(W, F, P, S)\n", subs / "fay" / f"{lab}.ipynb", replace=True)
+    # otter's test runner replaced in the kernel: the tests do not run there any more
+    _with_cell(student, "def output_size(", "import otter.test_files.exception_test as t\n"
+               "t.ExceptionTestFile.run = lambda self, env: None", subs / "gus" / f"{lab}.ipynb")
+    # the instructor's solution looked for from inside the sandbox, and imported if found
+    finder = ("import json, os\nfound = None\n"
+              "for top in ('/tmp', '/work', '/root', '/home', os.path.expanduser('~')):\n"
+              "    for folder, _, files in os.walk(top):\n"
+              "        for name in files:\n"
+              f"            if name == '{lab}.ipynb' and 'autograder' in folder:\n"
+              "                found = os.path.join(folder, name)\n"
+              "if found:\n"
+              "    cells = json.load(open(found))['cells']\n"
+              "    code = next(''.join(c['source']) for c in cells if 'def output_size(' in ''.join(c['source']))\n"
+              "    open('solved.py', 'w').write(code)\n"
+              "    from solved import output_size\n")
+    _with_cell(student, "def output_size(", finder, subs / "kim" / f"{lab}.ipynb")
     table = grading.grade(subs, tmp_path / "grades.csv", autograder=dist / "autograder", timeout=60, jobs=2,
                           data_dir=real_data_dir, profile="smoke", log=lines.append)
     saved = pd.read_csv(tmp_path / "grades.csv", keep_default_na=False)
-    assert list(saved.columns) == grading.CSV_COLUMNS and len(saved) == len(table) == 10
+    assert list(saved.columns) == grading.CSV_COLUMNS and len(saved) == len(table) == 16
     rows = saved[saved["question"] == "output_size"].set_index("student")
     assert rows.loc["ada", "score"] == 2 and rows.loc["ada", "max_score"] == 2 and rows.loc["ada", "message"] == ""
     assert rows.loc["ben", "score"] == 0 and rows.loc["ben", "message"]
@@ -219,8 +237,13 @@ def test_grade_folder_correct_unsolved_crashing_endless_escaping(dist, tmp_path,
     assert rows.loc["dan", "score"] == 0 and "time limit" in rows.loc["dan", "message"]
     assert rows.loc["eve", "score"] == 0 and "outside the submission folder" in rows.loc["eve", "message"]
     assert not outside.exists()
+    assert rows.loc["fay", "score"] == 0 and "no credit" in rows.loc["fay", "message"]
+    assert rows.loc["gus", "score"] == 0 and "does not allow" in rows.loc["gus", "message"]
+    assert rows.loc["kim", "score"] == 0
+    sandboxed = grading.box.command(tmp_path, [], ["true"], []) is not None
+    assert set(rows["isolation"]) == ({"bubblewrap"} if sandboxed else {r for r in rows["isolation"] if r.startswith("process only")})
     totals = saved[saved["question"] == "TOTAL"].set_index("student")["score"]
-    assert totals.to_dict() == {"ada": 2, "ben": 0, "cara": 0, "dan": 0, "eve": 0}
+    assert totals.to_dict() == {"ada": 2, "ben": 0, "cara": 0, "dan": 0, "eve": 0, "fay": 0, "gus": 0, "kim": 0}
     log = "\n".join(lines)
     assert "cara / 01_cnn_building_blocks: a cell raised ModuleNotFoundError" in log
     assert "dan / 01_cnn_building_blocks: stopped after the 60 s time limit" in log

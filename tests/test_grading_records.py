@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from labkit import grading
-from labkit.grading.outcome import TRAINING_REFUSED, Outcome, rows
+from labkit.grading.outcome import Outcome, rows
 from labkit.train import integrity
 from test_train import small_run
 
@@ -97,13 +97,26 @@ def test_scores_come_from_the_outcome_not_from_its_wording():
     for reason in ("stopped after the 60 s time limit", "any words at all", ""):
         fatal = Outcome(questions=graded, fatal=True, reason=reason)
         assert [r["score"] for r in rows("ada", "02", EXPECTED, fatal)] == [0.0, 0.0]
-    lost = {**graded, "trained": {"score": 0.0, "possible": 1.0, "message": "NameError"}}
-    refused = Outcome(questions=lost, raised=[{"cell": 40, "ename": TRAINING_REFUSED, "evalue": "whatever"}],
+    lost = {**graded, "trained": {"score": 0.0, "possible": 1.0, "message": "AssertionError: the run x was rejected"}}
+    refused = Outcome(questions=lost, raised=[{"cell": 40, "ename": "TrainingRefused", "evalue": "whatever"}],
                       records={"alexnet_smoke_67px": ["best.keras scores 5% on the test split"]})
     book = rows("ada", "02", EXPECTED, refused)
+    # each question speaks for itself: a missing run is not why a code question lost points
     assert [r["score"] for r in book] == [2.0, 0.0] and book[0]["message"] == ""
-    assert "alexnet_smoke_67px" in book[1]["message"]
+    assert book[1]["message"] == lost["trained"]["message"]
     assert Outcome.from_dict(json.loads(json.dumps(refused.to_dict()))) == refused
+
+
+def test_a_record_whose_fingerprint_names_another_network_is_rejected(genuine, tmp_path):
+    copy = tampered(genuine, tmp_path, edit_record(network={"source": "own", "builder": "my_resnet18",
+                                                            "fingerprint": "0badc0de", "note": None}))
+    assert integrity.check_network(genuine) == [] and integrity.check_network(copy)
+
+
+def test_runs_are_graded_in_the_profile_they_were_trained_in(genuine, tmp_path):
+    from labkit.grading.grade import runs_profile
+
+    assert runs_profile({genuine.name: genuine}) == "smoke" and runs_profile({}) is None
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +154,9 @@ def test_grade_reads_genuine_records_and_zeroes_tampered_and_missing_ones(lab02_
     edit_record(test_top1=0.97)(subs / "cara" / "outputs" / run.name)
     before = {p: p.read_bytes() for p in subs.rglob("*") if p.is_file()}
     lines = []
+    # --profile cpu, as for a class that trained on laptops: the smoke runs handed in are still found
     table = grading.grade(subs, tmp_path / "grades.csv", autograder=dist / "autograder", timeout=600, jobs=2,
-                          data_dir=real_data_dir, profile="smoke", log=lines.append)
+                          data_dir=real_data_dir, profile="cpu", log=lines.append)
     scores = table.pivot_table(index="student", columns="question", values="score")
     questions = grading.questions(grading.graded_notebooks()[1])
     assert [q["name"] for q in questions][-1] == "alexnet_trained"
@@ -154,4 +168,6 @@ def test_grade_reads_genuine_records_and_zeroes_tampered_and_missing_ones(lab02_
     messages = table.set_index(["student", "question"])["message"]
     assert run.name in messages["cara", "alexnet_trained"] and messages["ben", "alexnet_trained"]
     assert {p: p.read_bytes() for p in subs.rglob("*") if p.is_file()} == before   # nothing handed in changes
+    flags = table[table["question"] == "TOTAL"].set_index("student")["flags"]
+    assert "best.keras is identical to cara" in flags["ada"] and "ada" in flags["cara"] and not flags["ben"]
     assert not any("trains" in line or "epoch" in line.lower() for line in lines if "ada" in line)

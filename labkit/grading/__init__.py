@@ -7,7 +7,7 @@ a question (``# BEGIN QUESTION`` ... ``# END QUESTION`` raw cells) with its solu
 
     python -m labkit assign [--out dist]              # dist/student/, dist/autograder/
     python -m labkit release [--out dist/release]     # what students get, without solutions
-    python -m labkit grade SUBMISSIONS_DIR [--out grades.csv] [--retrain]
+    python -m labkit grade SUBMISSIONS_DIR [--out grades.csv] [--retrain] [--require-sandbox]
 
 One module a step:
 
@@ -15,8 +15,14 @@ One module a step:
     labkit.grading.assign       otter assign: student versions and autograders
     labkit.grading.release      the student release: notebooks, public tests, labkit, no solutions
     labkit.grading.submissions  what students handed in: notebooks and run folders
+    labkit.grading.plan         phase 0: the calls the tests make, recorded against the solution
+    labkit.grading.box          the OS sandbox (bubblewrap) and the time and memory limits
+    labkit.grading.worker       phase 1, in the sandbox: execute the notebook, then collect
+    labkit.grading.collect      phase 1's last cell: the plan's calls and values, kept as data
+    labkit.grading.wire         values between the phases: JSON, .npz without pickles, networks
+    labkit.grading.statics      the check of the cells' source (what a process cannot watch)
+    labkit.grading.score        phase 2, in a fresh process: runs checked, tests run on the data
     labkit.grading.outcome      a graded notebook as data (``Outcome``) and its grade-book rows
-    labkit.grading.worker       the grading subprocess: check runs, confine, execute, test
     labkit.grading.grade        grade a folder of submissions into a CSV
 """
 from labkit.grading.assign import DIST_MARKER, assign  # noqa: F401

@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 
 from labkit.grading.masters import GradingError, graded_notebooks, leaks, questions
+from labkit.grading.statics import STUDENT_VERSION
 
 DIST_MARKER = ".labkit-assignment"
 
@@ -43,7 +44,7 @@ def assign(out: str | os.PathLike = "dist", notebooks=None, run_tests: bool = Fa
     """Write ``out/student/<lab>.ipynb`` (solutions and hidden tests removed; the public tests
     in its metadata and in ``out/student/tests/``) and
     ``out/autograder/<lab>/`` (solution notebook, all tests, otter's autograder zip, the question
-    list) for every graded lab. Works offline. A folder that ``assign`` did not make is never
+    list, the student version) for every graded lab. Works offline. A folder that ``assign`` did not make is never
     overwritten; the new versions replace the old ones only once all labs have succeeded."""
     out = Path(out).resolve()
     masters = [Path(p).resolve() for p in notebooks] if notebooks else graded_notebooks()
@@ -79,6 +80,7 @@ def assign(out: str | os.PathLike = "dist", notebooks=None, run_tests: bool = Fa
             if (made / "autograder" / "tests").is_dir():
                 shutil.copytree(made / "autograder" / "tests", grader / "tests")
             (grader / "questions.json").write_text(json.dumps(questions(master), indent=1) + "\n")
+            shutil.copy2(student, grader / STUDENT_VERSION)   # the cells grading takes as given (statics)
             n = len(questions(master))
             log(f"[labkit.assign] {lab}: {n} question{'s' if n != 1 else ''}")
         (out / DIST_MARKER).write_text("made by python -m labkit assign\n")

@@ -20,6 +20,7 @@ class Outcome:
     fatal: bool = False       # the whole lab scores zero: it ran past its time, or wrote outside its folder
     reason: str = ""          # why it is fatal, for the grade book
     seconds: float = 0.0
+    isolation: str = ""       # how phase 1 was isolated: "bubblewrap", or "process only: <why>"
 
     @classmethod
     def failed(cls, reason: str, seconds: float = 0.0) -> "Outcome":
@@ -39,16 +40,11 @@ class Outcome:
         lines += [f"run record {name} rejected: {'; '.join(p)}" for name, p in self.records.items() if p]
         return lines
 
-    def records_message(self) -> str:
-        rejected = [f"{name}: {'; '.join(p)}" for name, p in self.records.items() if p]
-        return ("run record rejected: " + " | ".join(rejected)) if rejected else \
-            "no run record handed in for a run this question checks (grading by run records)"
-
 
 def rows(student: str, lab: str, expected: list[dict], outcome: Outcome | None, absent: str = "") -> list[dict]:
     """One grade-book row per expected question: zero for all when ``outcome`` is missing
-    (not handed in) or fatal; zero for a question the run never reached; otherwise its score."""
-    needs_record = outcome is not None and any(r["ename"] == TRAINING_REFUSED for r in outcome.raised)
+    (not handed in) or fatal; zero for a question the run never reached; otherwise its score,
+    with its own tests' message (a question about a run says what is wrong with the run)."""
     out = []
     for q in expected:
         got = outcome.questions.get(q["name"]) if outcome is not None else None
@@ -60,8 +56,6 @@ def rows(student: str, lab: str, expected: list[dict], outcome: Outcome | None, 
             score, message = 0.0, (outcome.problems() or ["not graded"])[0]
         else:
             score, message = got["score"], got["message"]
-            if needs_record and score < got["possible"]:
-                message = outcome.records_message()
         out.append(dict(student=student, lab=lab, question=q["name"], score=score, max_score=q["points"],
-                        message=message))
+                        message=message, isolation=outcome.isolation if outcome is not None else "", flags=""))
     return out

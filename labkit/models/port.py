@@ -97,3 +97,4 @@ def _fold_into_batch_norm(a, b, values, bias):
     if np.any(variance + b.epsilon <= 0):
         raise ValueError(f"{b.name}: its epsilon {b.epsilon} is too large to take {a.name}'s statistics exactly.")
     return [gamma, beta, mean, variance]
+

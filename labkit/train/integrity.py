@@ -141,3 +141,28 @@ def _check_predictions(out: Path, record: dict, names, evaluation, tolerance: fl
         if np.sum(check.predictions != ten.predictions[sample]) > max(1, round(tolerance * len(sample))):
             return [f"{PREDICTIONS}'s 10-crop predictions are not best.keras's"]
     return []
+
+
+def check_network(out) -> list[str]:
+    """The network inside ``best.keras`` is the one the record names: its architecture's
+    fingerprint (``labkit.models.provenance.fingerprint``) is the record's. A record copied from
+    another run, with its fingerprint edited, fails here. ``[]`` when they agree."""
+    import keras
+
+    from labkit import models  # noqa: F401  (registers labkit's layers for loading)
+    from labkit.models.provenance import fingerprint
+
+    out = Path(out)
+    try:
+        record = json.loads((out / "results.json").read_text())
+        network = record.get("network") or {}
+        saved = keras.models.load_model(out / "best.keras", safe_mode=True, compile=False)
+    except Exception as err:  # a missing, damaged or foreign file: Keras raises several kinds
+        return [f"best.keras or results.json cannot be read ({type(err).__name__})"]
+    nets = [layer for layer in saved.layers if isinstance(layer, keras.Model)]
+    if len(nets) != 1:
+        return ["best.keras is not a labkit run's model (input -> normalisation -> network)"]
+    if network.get("source") == "own" and fingerprint(nets[0]) != network.get("fingerprint"):
+        return [f"the network in best.keras ({fingerprint(nets[0])}) is not the one the record names "
+                f"({network.get('fingerprint')})"]
+    return []
