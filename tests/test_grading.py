@@ -226,7 +226,8 @@ def test_grade_folder_correct_unsolved_crashing_endless_escaping(dist, tmp_path,
               "    open('solved.py', 'w').write(code)\n"
               "    from solved import output_size\n")
     _with_cell(student, "def output_size(", finder, subs / "kim" / f"{lab}.ipynb")
-    table = grading.grade(subs, tmp_path / "grades.csv", autograder=dist / "autograder", timeout=60, jobs=2,
+    lines = []
+    table = grading.grade(subs, tmp_path / "grades.csv", autograder=dist / "autograder", timeout=90, jobs=2,
                           data_dir=real_data_dir, profile="smoke", log=lines.append)
     saved = pd.read_csv(tmp_path / "grades.csv", keep_default_na=False)
     assert list(saved.columns) == grading.CSV_COLUMNS and len(saved) == len(table) == 16
@@ -246,7 +247,7 @@ def test_grade_folder_correct_unsolved_crashing_endless_escaping(dist, tmp_path,
     assert totals.to_dict() == {"ada": 2, "ben": 0, "cara": 0, "dan": 0, "eve": 0, "fay": 0, "gus": 0, "kim": 0}
     log = "\n".join(lines)
     assert "cara / 01_cnn_building_blocks: a cell raised ModuleNotFoundError" in log
-    assert "dan / 01_cnn_building_blocks: stopped after the 60 s time limit" in log
+    assert "dan / 01_cnn_building_blocks: stopped after the 90 s time limit" in log
     assert "eve / 01_cnn_building_blocks: tried to write outside the submission folder" in log
     assert "notes.ipynb: not one of the graded labs" in log
     # the unsolved student version runs top to bottom: only its checks fail, no cell raises

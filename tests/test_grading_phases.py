@@ -6,7 +6,6 @@ End to end through ``labkit grade`` (the sandbox, the CSV): ``test_grading.py``.
 """
 import json
 import textwrap
-from pathlib import Path
 
 import pytest
 

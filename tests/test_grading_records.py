@@ -2,12 +2,9 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
-import pandas as pd
 import pytest
 
 from labkit import grading
