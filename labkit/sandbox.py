@@ -7,8 +7,8 @@ to ``log_path``, which the grader reads afterwards. Audit hooks cannot be remove
 
 This is a guard against accidents and casual escapes (a student's ``open("/home/...", "w")``,
 ``shutil.rmtree("..")``, ``os.system``), not a security boundary against a determined attacker:
-native code (ctypes, C extensions) is not audited. For hostile submissions, grade inside a
-container (otter-grader's Docker mode) as well.
+native code (ctypes, C extensions) is not audited. Grading runs it inside the OS sandbox
+(``labkit.grading.box``, bubblewrap), and alone only where that cannot start, saying so.
 """
 from __future__ import annotations
 

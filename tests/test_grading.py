@@ -208,8 +208,8 @@ def test_grade_folder_correct_unsolved_crashing_endless_escaping(dist, tmp_path,
                subs / "eve" / f"{lab}.ipynb")
     (subs / "eve" / "notes.ipynb").write_text("{not json")
     # labkit's answer under another name, defined in a cell of its own: seen by its code
-    _with_cell(student, "def output_size(", "size = conv_output_size\n\ndef output_size(W, F, P, S):\n"
-               "    return size(W, F, P, S)\n", subs / "fay" / f"{lab}.ipynb", replace=True)
+    _with_cell(student, "def output_size(", "_formula = conv_output_size\n\ndef output_size(W, F, P, S):\n"
+               "    return _formula(W, F, P, S)\n", subs / "fay" / f"{lab}.ipynb", replace=True)
     # otter's test runner replaced in the kernel: the tests do not run there any more
     _with_cell(student, "def output_size(", "import otter.test_files.exception_test as t\n"
                "t.ExceptionTestFile.run = lambda self, env: None", subs / "gus" / f"{lab}.ipynb")
@@ -226,11 +226,14 @@ def test_grade_folder_correct_unsolved_crashing_endless_escaping(dist, tmp_path,
               "    open('solved.py', 'w').write(code)\n"
               "    from solved import output_size\n")
     _with_cell(student, "def output_size(", finder, subs / "kim" / f"{lab}.ipynb")
+    # more memory than grading allows (3 GiB here; a lab-01 notebook holds about 1)
+    _with_cell(solution, "def output_size(", "import numpy as np\nhog = np.ones(2**29)\nimport time\ntime.sleep(5)",
+               subs / "hal" / f"{lab}.ipynb")
     lines = []
     table = grading.grade(subs, tmp_path / "grades.csv", autograder=dist / "autograder", timeout=90, jobs=2,
-                          data_dir=real_data_dir, profile="smoke", log=lines.append)
+                          data_dir=real_data_dir, profile="smoke", memory=3 * 2**30, log=lines.append)
     saved = pd.read_csv(tmp_path / "grades.csv", keep_default_na=False)
-    assert list(saved.columns) == grading.CSV_COLUMNS and len(saved) == len(table) == 16
+    assert list(saved.columns) == grading.CSV_COLUMNS and len(saved) == len(table) == 18
     rows = saved[saved["question"] == "output_size"].set_index("student")
     assert rows.loc["ada", "score"] == 2 and rows.loc["ada", "max_score"] == 2 and rows.loc["ada", "message"] == ""
     assert rows.loc["ben", "score"] == 0 and rows.loc["ben", "message"]
@@ -241,10 +244,13 @@ def test_grade_folder_correct_unsolved_crashing_endless_escaping(dist, tmp_path,
     assert rows.loc["fay", "score"] == 0 and "no credit" in rows.loc["fay", "message"]
     assert rows.loc["gus", "score"] == 0 and "does not allow" in rows.loc["gus", "message"]
     assert rows.loc["kim", "score"] == 0
+    assert rows.loc["hal", "score"] == 0 and "memory" in rows.loc["hal", "message"]
     sandboxed = grading.box.command(tmp_path, [], ["true"], []) is not None
-    assert set(rows["isolation"]) == ({"bubblewrap"} if sandboxed else {r for r in rows["isolation"] if r.startswith("process only")})
+    ran = rows.drop("gus")["isolation"]   # gus never ran: the source check refused it first
+    assert set(ran) == {"bubblewrap"} if sandboxed else all(r.startswith("process only") for r in ran)
+    assert rows.loc["gus", "isolation"].startswith("not run")
     totals = saved[saved["question"] == "TOTAL"].set_index("student")["score"]
-    assert totals.to_dict() == {"ada": 2, "ben": 0, "cara": 0, "dan": 0, "eve": 0, "fay": 0, "gus": 0, "kim": 0}
+    assert totals.to_dict() == {"ada": 2, "ben": 0, "cara": 0, "dan": 0, "eve": 0, "fay": 0, "gus": 0, "hal": 0, "kim": 0}
     log = "\n".join(lines)
     assert "cara / 01_cnn_building_blocks: a cell raised ModuleNotFoundError" in log
     assert "dan / 01_cnn_building_blocks: stopped after the 90 s time limit" in log

@@ -17,7 +17,7 @@ from labkit.grading.statics import check_source
 
 pytestmark = pytest.mark.slow
 
-LABS = ("02_alexnet", "03_vgg", "05_resnet", "09_modern_cnns")
+LABS = ("01_cnn_building_blocks", "02_alexnet", "03_vgg", "05_resnet", "08_transfer_learning", "09_modern_cnns")
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +32,11 @@ def plans(dist, tmp_path_factory):
     return {lab: make_plan(dist / "autograder" / lab, folder / lab) and folder / lab for lab in LABS}
 
 
-def _grade(dist, plans, lab, tmp_path, source: str = "", notebook=None) -> dict:
+def _grade(dist, plans, lab, tmp_path, source: str = "", notebook=None, context=None) -> dict:
     """``{question: (score, possible, message)}`` of the solution's namespace with ``source`` run
-    after it (an answer written another way)."""
+    after it (an answer written another way); ``context``: what the lab's own cells defined."""
     autograder = dist / "autograder" / lab
-    env = solution_namespace(autograder)
+    env = {**solution_namespace(autograder), **(context or {})}
     exec(compile(textwrap.dedent(source), "<answer>", "exec"), env)
     collect(env, plans[lab], tmp_path / "collected")
     outcome = score(autograder, plans[lab], tmp_path / "collected", notebook or autograder / f"{lab}.ipynb", {})
@@ -142,6 +142,22 @@ def test_a_reference_built_outside_the_call_or_through_an_alias_gets_no_credit(d
     assert problems and "labkit.models.senet.squeeze_excite" in problems[0]
 
 
+@pytest.mark.parametrize("lab, question, source", [
+    ("01_cnn_building_blocks", "output_size", "def output_size(W, F, P, S):\n    return conv_output_size(W, F, P, S)\n"),
+    ("02_alexnet", "lrn", "import keras\nfrom labkit.models.layers import LocalResponseNormalization\n\n"
+                          "def lrn(a, k=2.0, n=5, alpha=1e-4, beta=0.75):\n"
+                          "    layer = LocalResponseNormalization(size=n, k=k, alpha=alpha, beta=beta)\n"
+                          "    return keras.ops.convert_to_numpy(layer(a[None]))[0]\n"),
+    ("08_transfer_learning", "freeze_until", "import labkit.models\n\ndef freeze_until(model, name):\n"
+                                             "    return labkit.models.freeze_up_to(model, name)\n"),
+], ids=["output_size", "lrn", "freeze_until"])
+def test_an_answer_by_hand_that_returns_labkits_own_gets_no_credit(dist, plans, tmp_path, lab, question, source):
+    from labkit.inspect import conv_output_size
+
+    graded = _grade(dist, plans, lab, tmp_path, source, context={"conv_output_size": conv_output_size})
+    assert graded[question][0] == 0 and "no credit" in graded[question][2], graded[question]
+
+
 def test_a_network_that_would_run_code_in_phase_2_is_refused_and_runs_nothing(dist, plans, tmp_path):
     marker = tmp_path / "phase2-ran-student-code"
     graded = _grade(dist, plans, "09_modern_cnns", tmp_path, f"""
@@ -204,3 +220,15 @@ def test_the_source_check_refuses_each_evasion(cell):
 ], ids=["magic-and-arrays", "googlenet-table", "counting", "own-layer-class", "getattr-constant"])
 def test_the_source_check_lets_honest_answers_through(cell):
     assert check_source([(7, cell)]) == []
+
+
+def test_links_left_in_the_folder_phase_2_reads_are_found(tmp_path):
+    from labkit.grading.grade import _links
+
+    (tmp_path / "collected").mkdir()
+    (tmp_path / "collected" / "wire.json").write_text("{}")
+    assert _links(tmp_path, ("collected", "outputs")) == []
+    (tmp_path / "collected" / "arrays.npz").symlink_to("/etc/hostname")
+    (tmp_path / "outputs").symlink_to(tmp_path.parent)
+    assert sorted(_links(tmp_path, ("collected", "outputs"))) == [str(tmp_path / "collected" / "arrays.npz"),
+                                                                str(tmp_path / "outputs")]

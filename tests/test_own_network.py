@@ -61,6 +61,50 @@ def test_reference_calls_are_seen_through_any_name_and_layers_are_allowed():
     assert provenance.reference_calls(lambda: alias(keras.Input((8, 8, 4)), 4, 1, "basic", "x"))[1]
 
 
+def _copy_of_labkit(tmp_path, module, name: str, filename: str):
+    """``module.name`` compiled from labkit's source under another file name (a copy, or labkit
+    installed through a symlinked path)."""
+    import inspect
+
+    namespace = {}
+    exec(compile(inspect.getsource(module), str(tmp_path / filename), "exec"), namespace)
+    return namespace[name]
+
+
+def test_labkit_code_is_recognised_by_its_content_not_its_file(tmp_path):
+    from labkit.models import alexnet
+
+    copied = _copy_of_labkit(tmp_path, alexnet, "alexnet", "my_own.py")
+    assert provenance.reference_calls(copied, num_classes=3, input_shape=(67, 67, 3))[1][0] == \
+        "labkit.models.alexnet.alexnet"
+    # the package's folder reached through a symlink: another file name for the same code
+    link = tmp_path / "site"
+    link.symlink_to(provenance._PACKAGE)
+    linked = _copy_of_labkit(link, resnet, "residual_block", "resnet.py")
+    assert provenance.reference_calls(lambda: linked(keras.Input((8, 8, 4)), 4, 1, "basic", "x"))[1]
+
+
+def test_switching_the_hook_off_or_calling_from_a_thread_is_seen():
+    import sys
+    import threading
+
+    def hook_off(num_classes=17, input_shape=(32, 32, 3)):
+        sys.setprofile(None)
+        return models.build("lenet5", num_classes=num_classes)
+
+    def in_a_thread(num_classes=17, input_shape=(32, 32, 3)):
+        built = {}
+        worker = threading.Thread(target=lambda: built.setdefault("net", models.build("lenet5", num_classes=num_classes)))
+        worker.start()
+        worker.join()
+        return built["net"]
+
+    for cheat in (hook_off, in_a_thread):
+        net, called = provenance.reference_calls(cheat)
+        assert isinstance(net, keras.Model) and called, cheat.__name__
+    assert sys.getprofile() is None
+
+
 def test_fingerprint_ignores_layer_names_but_not_the_architecture():
     first, second = tiny(), tiny()  # Keras numbers the layers of the second differently
     assert [l.name for l in first.layers] != [l.name for l in second.layers]

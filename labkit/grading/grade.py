@@ -134,7 +134,9 @@ def grade_notebook(notebook: Path, lab: str, autograder: Path, plan: Path, *, ti
     notebook, autograder, plan = Path(notebook).resolve(), Path(autograder).resolve(), Path(plan).resolve()
     refused = check_notebook(notebook, autograder)   # before anything runs (phase 2 checks again)
     if refused:
-        return Outcome.failed(f"the notebook {refused[0]}")
+        outcome = Outcome.failed(f"the notebook {refused[0]}")
+        outcome.isolation = "not run: refused by the source check"
+        return outcome
     base = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
     box, guard = base / "box", base / "guard"   # the submission's folder: the only place it may write
     try:
@@ -158,7 +160,8 @@ def grade_notebook(notebook: Path, lab: str, autograder: Path, plan: Path, *, ti
             proc = subprocess.Popen(wrapped or argv, cwd=box, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
             stopped = sandbox_box.watch(proc, timeout, memory if memory is not None else sandbox_box.default_memory())
-        escapes = violations(guard / "sandbox.log")
+        escapes = violations(guard / "sandbox.log") or [f"link {link} to a file outside its folder"
+                                                         for link in _links(box, ("collected", "outputs"))][:1]
         if escapes or stopped:
             reason = (f"tried to {escapes[0]}" if escapes else
                       f"stopped after the {timeout:.0f} s time limit (an endless loop, or too heavy a profile)"
@@ -173,6 +176,19 @@ def grade_notebook(notebook: Path, lab: str, autograder: Path, plan: Path, *, ti
         return outcome
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _links(box: Path, parts) -> list[str]:
+    """Symbolic links under ``box``'s ``parts``: phase 2 reads only plain files that phase 1 wrote."""
+    found = []
+    for part in parts:
+        top = box / part
+        if top.is_symlink():
+            found.append(str(top))
+        elif top.is_dir():
+            for folder, dirs, files in os.walk(top):
+                found += [str(Path(folder) / n) for n in dirs + files if (Path(folder) / n).is_symlink()]
+    return found
 
 
 def _score(autograder: Path, plan: Path, box: Path, notebook: Path, handed_in: dict, data_dir, threads,
