@@ -75,15 +75,16 @@ def test_the_box_shows_only_python_labkit_and_its_folder(tmp_path):
     outside = tmp_path / "outside.txt"
     outside.write_text("keep me")
     done = _boxed(tmp_path, f"""
-        import os, socket, labkit, numpy
+        import os, socket, sys, labkit, numpy
         print("secret", os.path.exists({str(secret)!r}))
         print("repo", os.path.exists({str(__import__('pathlib').Path(__file__).resolve().parents[1] / 'notebooks')!r}))
         open("mine.txt", "w").write("ok")
+        open({str(outside)!r}, "w").write("changed")   # lands in the box's private /tmp, not here
         try:
-            open({str(outside)!r}, "w").write("changed")
-            print("outside written")
+            open(os.path.join(sys.prefix, "changed.txt"), "w").write("changed")
+            print("python written")
         except OSError:
-            print("outside refused")
+            print("python refused")
         try:
             socket.create_connection(("1.1.1.1", 53), timeout=3)
             print("network reached")
@@ -94,7 +95,7 @@ def test_the_box_shows_only_python_labkit_and_its_folder(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "secret False" in lines and "repo False" in lines, lines
-    assert "outside refused" in lines and "network refused" in lines, lines
+    assert "python refused" in lines and "network refused" in lines, lines
     assert outside.read_text() == "keep me" and (tmp_path / "box" / "mine.txt").read_text() == "ok"
     assert lines[-1].startswith("pids [1, 2"), lines[-1]   # its own process namespace
 
