@@ -223,7 +223,7 @@ def test_the_source_check_lets_honest_answers_through(cell):
 
 
 def test_links_left_in_the_folder_phase_2_reads_are_found(tmp_path):
-    from labkit.grading.grade import _links
+    from labkit.grading.phases import links as _links
 
     (tmp_path / "collected").mkdir()
     (tmp_path / "collected" / "wire.json").write_text("{}")

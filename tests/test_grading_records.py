@@ -111,7 +111,7 @@ def test_a_record_whose_fingerprint_names_another_network_is_rejected(genuine, t
 
 
 def test_runs_are_graded_in_the_profile_they_were_trained_in(genuine, tmp_path):
-    from labkit.grading.grade import runs_profile
+    from labkit.grading.phases import runs_profile
 
     assert runs_profile({genuine.name: genuine}) == "smoke" and runs_profile({}) is None
 

@@ -16,6 +16,7 @@ One module a step:
     labkit.grading.release      the student release: notebooks, public tests, labkit, no solutions
     labkit.grading.submissions  what students handed in: notebooks and run folders
     labkit.grading.plan         phase 0: the calls the tests make, recorded against the solution
+    labkit.grading.phases       driving the phases for each notebook (phase 2 in batches)
     labkit.grading.box          the OS sandbox (bubblewrap) and the time and memory limits
     labkit.grading.worker       phase 1, in the sandbox: execute the notebook, then collect
     labkit.grading.collect      phase 1's last cell: the plan's calls and values, kept as data

@@ -1,6 +1,6 @@
 """Grading's phase 2: score what phase 1 collected, in a fresh process where no submission code runs.
 
-    python -m labkit.grading.score AUTOGRADER_LAB_DIR PLAN_DIR COLLECTED_DIR NOTEBOOK RUNS_JSON RESULT_JSON
+    python -m labkit.grading.score --batch BASE/job.json [BASE/job.json ...]
 
 The lab's tests (public and hidden, from the autograder) run here as they are written, against
 stand-ins: each function of the notebook answers a test's call from what phase 1 collected for
@@ -45,11 +45,15 @@ def check_runs(handed_in: dict, data_dir=None) -> dict[str, list[str]]:
             for name, folder in sorted(handed_in.items())}
 
 
-def _run_view(name: str, handed_in: dict, records: dict):
+def _run_view(name: str, handed_in: dict, records: dict, data_dir=None):
+    """The run folder ``name`` as the tests read it, checked first (once: ``records`` keeps the
+    problems of each run checked), or a stand-in that fails the test with the reason."""
     import pandas as pd
 
     if name not in handed_in:
         return _Rejected(f"the run {name} was not handed in: hand in its folder from outputs/ with the notebook")
+    if name not in records:
+        records.update(check_runs({name: handed_in[name]}, data_dir))
     if records.get(name):
         return _Rejected(f"the run {name} was rejected: {'; '.join(records[name])}")
     folder = Path(handed_in[name])
@@ -141,18 +145,18 @@ class _Replay:
                     np.copyto(arg, changed, casting="unsafe")
 
 
-def _value(wire: Wire, value, handed_in: dict, records: dict):
+def _value(wire: Wire, value, handed_in: dict, records: dict, data_dir=None):
+    again = lambda v: _value(wire, v, handed_in, records, data_dir)  # noqa: E731
     if isinstance(value, list):
-        return [_value(wire, v, handed_in, records) for v in value]
+        return [again(v) for v in value]
     if isinstance(value, dict):
         kind = value.get(TAG)
         if kind == "run":
-            return _run_view(str(value.get("name")), handed_in, records)
+            return _run_view(str(value.get("name")), handed_in, records, data_dir)
         if kind == "tuple":
-            return tuple(_value(wire, v, handed_in, records) for v in value["v"])
+            return tuple(again(v) for v in value["v"])
         if kind == "dict":
-            return {wire.decode(k) if not isinstance(k, list) else tuple(k): _value(wire, v, handed_in, records)
-                    for k, v in value["items"]}
+            return {wire.decode(k) if not isinstance(k, list) else tuple(k): again(v) for k, v in value["items"]}
         if kind == "unsupported":
             return None
     return wire.decode(value)
@@ -176,12 +180,12 @@ def score(autograder, plan_dir, collected_dir, notebook, handed_in: dict, data_d
     refused = check_notebook(notebook, autograder)
     if refused:
         return Outcome.failed(f"the notebook {refused[0]}")
-    outcome.records = check_runs(handed_in, data_dir)
     plan = Wire(plan_dir).load()
     wire = Wire(collected_dir)
     try:
         collected = wire.load()
-        if not isinstance(collected.get("calls"), list) or not isinstance(collected.get("values"), dict):
+        if not isinstance(collected, dict) or not isinstance(collected.get("calls"), list) \
+                or not isinstance(collected.get("values"), dict) or not isinstance(collected.get("builds", []), list):
             raise WireError("the collection is malformed")
     except WireError as err:
         collected, reason = {"calls": [], "values": {}, "builds": []}, str(err)
@@ -195,7 +199,7 @@ def score(autograder, plan_dir, collected_dir, notebook, handed_in: dict, data_d
             value = collected["values"].get(name, {TAG: "missing"})
             try:
                 env[name] = _Missing(name) if value == {TAG: "missing"} else \
-                    _value(wire, value, handed_in, outcome.records)
+                    _value(wire, value, handed_in, outcome.records, data_dir)
             except (WireError, ValueError, TypeError, KeyError, AttributeError):
                 env[name] = _Missing(name)
     files = test_files(autograder, plan_dir / "scored")
@@ -215,19 +219,39 @@ def score(autograder, plan_dir, collected_dir, notebook, handed_in: dict, data_d
     return outcome
 
 
+def _raised(path) -> list[dict]:
+    """The cells phase 1 says raised: data from the sandbox, kept to what the log needs."""
+    try:
+        found = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return []
+    return [{"cell": r.get("cell"), "ename": str(r.get("ename", ""))[:100], "evalue": str(r.get("evalue", ""))[:500]}
+            for r in found if isinstance(r, dict)][:50] if isinstance(found, list) else []
+
+
+def run_job(job_file) -> None:
+    """Score one notebook as its ``job.json`` (``labkit.grading.phases``) says; write its result."""
+    import time
+
+    job = json.loads(Path(job_file).read_text())
+    started = time.monotonic()
+    try:
+        outcome = score(job["autograder"], job["plan"], job["collected"], job["notebook"], job["runs"],
+                        job.get("data_dir"), _raised(job["raised"]))
+    except Exception as err:  # a collection that breaks scoring scores zero; the next one is scored
+        outcome = Outcome.failed(f"scoring failed: {type(err).__name__}: {str(err)[:300]}")
+    outcome.seconds = time.monotonic() - started
+    result = Path(job["result"])
+    result.with_suffix(".tmp").write_text(json.dumps(outcome.to_dict()))
+    result.with_suffix(".tmp").replace(result)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    for name in ("autograder", "plan", "collected", "notebook", "runs", "result"):
-        parser.add_argument(name)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--raised")
+    parser.add_argument("--batch", nargs="+", required=True, help="job.json files, scored one after the other")
     args = parser.parse_args()
-    raised = []
-    if args.raised and Path(args.raised).is_file():
-        try:
-            raised = [r for r in json.loads(Path(args.raised).read_text()) if isinstance(r, dict)][:50]
-        except ValueError:
-            raised = []
-    result = score(args.autograder, args.plan, args.collected, args.notebook,
-                   json.loads(Path(args.runs).read_text()), args.data_dir, raised)
-    Path(args.result).write_text(json.dumps(result.to_dict()))
+    for job_file in args.batch:
+        run_job(job_file)
+        import keras
+
+        keras.backend.clear_session()   # the next notebook starts from no layers

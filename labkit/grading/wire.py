@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 TAG = "~"
+#: more than the labs' answers could ever hold: a larger collection is refused, not loaded
+MAX_ARRAYS = 512 * 2**20
 #: layer modules a collected network may name (anything else would need code to load)
 _SAFE_MODULES = ("keras", "labkit.models.layers")
 
@@ -74,7 +76,7 @@ def load_network(path: Path):
     file holds the architecture only: its weights are drawn anew, as the tests set their own."""
     import keras
 
-    from labkit import models  # noqa: F401  (registers labkit's layers)
+    import labkit.models  # noqa: F401  (registers labkit's layers)
     from labkit.models.provenance import functional
 
     config = check_keras_file(path)
@@ -191,6 +193,9 @@ class Wire:
         """The payload ``save`` wrote (``WireError`` when missing or malformed)."""
         try:
             payload = json.loads((self.folder / "wire.json").read_text())
+            with zipfile.ZipFile(self.folder / "arrays.npz") as archive:
+                if sum(info.file_size for info in archive.infolist()) > MAX_ARRAYS:
+                    raise WireError(f"the collected arrays are over {MAX_ARRAYS // 2**20} MB")
             with np.load(self.folder / "arrays.npz", allow_pickle=False) as stored:
                 self.arrays = {key: stored[key] for key in stored.files}
         except (OSError, ValueError, zipfile.BadZipFile) as err:
