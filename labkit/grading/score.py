@@ -39,10 +39,9 @@ class _Rejected:
 
 def check_runs(handed_in: dict, data_dir=None) -> dict[str, list[str]]:
     """``{run name: problems}`` of the handed-in run folders; ``[]`` means genuine."""
-    from labkit.train.integrity import check_network, check_run
+    from labkit.train.integrity import check_run
 
-    return {name: check_run(folder, data_dir=data_dir) or check_network(folder)
-            for name, folder in sorted(handed_in.items())}
+    return {name: check_run(folder, data_dir=data_dir) for name, folder in sorted(handed_in.items())}
 
 
 def _run_view(name: str, handed_in: dict, records: dict, data_dir=None):

@@ -2,7 +2,7 @@
 
     problems = labkit.train.integrity.check_run("outputs/alexnet_cpu_128px")   # [] when genuine
 
-Three checks, cheapest first:
+Four checks, cheapest first (the network's, ``check_network``, after the record's):
 
 1. the record matches its config: the folder name is the one the config gives
    (``run_name``), the record's own fields repeat the config's, and no more epochs ran than the
@@ -77,7 +77,7 @@ def check_record(out: Path) -> list[str]:
 
 
 def check_run(out, data_dir=None, tolerance: float = TOLERANCE) -> list[str]:
-    """All three checks; an empty list means the run folder is genuine. ``best.keras`` is loaded
+    """All four checks; an empty list means the run folder is genuine. ``best.keras`` is loaded
     with Keras' ``safe_mode`` (no arbitrary code from a handed-in file)."""
     import keras
 
@@ -94,6 +94,9 @@ def check_run(out, data_dir=None, tolerance: float = TOLERANCE) -> list[str]:
         model = keras.models.load_model(out / "best.keras", safe_mode=True)
     except Exception as err:  # a missing, truncated or foreign file: Keras raises several kinds
         return [f"best.keras cannot be loaded ({type(err).__name__})"]
+    problems = _network_problems(record, model)
+    if problems:
+        return problems
     classes = record["config"].get("classes")
     test = lkdata.oxflower17("test", record["image_size"], record["batch_size"], data_dir=data_dir,
                              partition=record["partition"], classes=classes)
@@ -143,22 +146,12 @@ def _check_predictions(out: Path, record: dict, names, evaluation, tolerance: fl
     return []
 
 
-def check_network(out) -> list[str]:
-    """The network inside ``best.keras`` is the one the record names: its architecture's
-    fingerprint (``labkit.models.provenance.fingerprint``) is the record's. A record copied from
-    another run, with its fingerprint edited, fails here. ``[]`` when they agree."""
+def _network_problems(record: dict, saved) -> list[str]:
     import keras
 
-    from labkit import models  # noqa: F401  (registers labkit's layers for loading)
     from labkit.models.provenance import fingerprint
 
-    out = Path(out)
-    try:
-        record = json.loads((out / "results.json").read_text())
-        network = record.get("network") or {}
-        saved = keras.models.load_model(out / "best.keras", safe_mode=True, compile=False)
-    except Exception as err:  # a missing, damaged or foreign file: Keras raises several kinds
-        return [f"best.keras or results.json cannot be read ({type(err).__name__})"]
+    network = record.get("network") or {}
     nets = [layer for layer in saved.layers if isinstance(layer, keras.Model)]
     if len(nets) != 1:
         return ["best.keras is not a labkit run's model (input -> normalisation -> network)"]
@@ -166,3 +159,21 @@ def check_network(out) -> list[str]:
         return [f"the network in best.keras ({fingerprint(nets[0])}) is not the one the record names "
                 f"({network.get('fingerprint')})"]
     return []
+
+
+def check_network(out) -> list[str]:
+    """The network inside ``best.keras`` is the one the record names: its architecture's
+    fingerprint (``labkit.models.provenance.fingerprint``) is the record's. A record copied from
+    another run, with its fingerprint edited, fails here. ``[]`` when they agree (``check_run``
+    checks this too)."""
+    import keras
+
+    import labkit.models  # noqa: F401  (registers labkit's layers for loading)
+
+    out = Path(out)
+    try:
+        record = json.loads((out / "results.json").read_text())
+        saved = keras.models.load_model(out / "best.keras", safe_mode=True, compile=False)
+    except Exception as err:  # a missing, damaged or foreign file: Keras raises several kinds
+        return [f"best.keras or results.json cannot be read ({type(err).__name__})"]
+    return _network_problems(record, saved)
