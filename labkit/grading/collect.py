@@ -9,6 +9,7 @@ run's settings. Nothing here scores: phase 2 does, in a process of its own.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 from labkit.grading.wire import TAG, Numbering, Wire, key
 
 
+@functools.lru_cache(maxsize=2)
 def _forbidden(network: bool) -> dict:
     """Code digests a call may not enter: labkit's reference networks and blocks, and for an
     answer by hand (not a network) also what labkit computes by hand (``exercises.by_hand_references``)."""

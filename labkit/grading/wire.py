@@ -227,7 +227,9 @@ class Wire:
                 raise WireError("a collected network is missing")
             net = load_network(files[value["ref"]])
             if inputs:
-                return _apply(net, inputs)
+                # its layers applied to the inputs one by one, not as one nested layer, so that a
+                # model built from them lists the layers as the student's block does
+                return net.call(inputs[0] if len(inputs) == 1 else list(inputs))
             if objects is not None and "id" in value:
                 objects[value["id"]] = net
             return net
@@ -280,9 +282,3 @@ def key(value, numbers: Numbering) -> str:
 def _hashable(key):
     return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
 
-
-def _apply(net, inputs):
-    """``net``'s layers applied to ``inputs`` one by one (not as one nested layer), so that a
-    model built from ``inputs`` lists them as the student's block would."""
-    outputs = net.call(inputs[0] if len(inputs) == 1 else list(inputs))
-    return outputs

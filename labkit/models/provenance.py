@@ -115,8 +115,6 @@ def _traced(known: dict, fn, args, kwargs) -> tuple[object, list[str]]:
     starts; return its result and, in call order without repeats, the names (``known``: code
     digest -> name) of the functions it entered, plus what it did to escape the hook: switching
     the hook, starting a thread."""
-    import threading
-
     called: list[str] = []
     cache: dict[int, str | None] = {}
 
@@ -213,8 +211,6 @@ def float32_policy():
 
 def functional(net):
     """``net`` as a functional model: a ``Sequential`` is rewired onto its own layers."""
-    import keras
-
     if isinstance(net, keras.Sequential) and net.inputs:
         one = lambda tensors: tensors[0] if len(tensors) == 1 else tensors  # noqa: E731
         return keras.Model(one(net.inputs), one(net.outputs), name=net.name)

@@ -147,16 +147,16 @@ def _check_predictions(out: Path, record: dict, names, evaluation, tolerance: fl
 
 
 def _network_problems(record: dict, saved) -> list[str]:
-    import keras
-
     from labkit.models.provenance import fingerprint
+    from labkit.train.model import split_saved
 
     network = record.get("network") or {}
-    nets = [layer for layer in saved.layers if isinstance(layer, keras.Model)]
-    if len(nets) != 1:
-        return ["best.keras is not a labkit run's model (input -> normalisation -> network)"]
-    if network.get("source") == "own" and fingerprint(nets[0]) != network.get("fingerprint"):
-        return [f"the network in best.keras ({fingerprint(nets[0])}) is not the one the record names "
+    try:
+        net, _ = split_saved(saved, "best.keras")
+    except ValueError as err:
+        return [str(err)]
+    if network.get("source") == "own" and fingerprint(net) != network.get("fingerprint"):
+        return [f"the network in best.keras ({fingerprint(net)}) is not the one the record names "
                 f"({network.get('fingerprint')})"]
     return []
 

@@ -35,7 +35,11 @@ def set_precision(cfg: TrainConfig) -> str:
 def load_base(path) -> tuple[keras.Model, keras.layers.Layer]:
     """A finished run's architecture and its input normalisation, from its folder or best.keras."""
     path = Path(path)
-    saved = keras.saving.load_model(path / "best.keras" if path.is_dir() else path)
+    return split_saved(keras.saving.load_model(path / "best.keras" if path.is_dir() else path), path)
+
+
+def split_saved(saved: keras.Model, path="the model") -> tuple[keras.Model, keras.layers.Layer]:
+    """A loaded ``best.keras`` as its architecture and its input normalisation."""
     nets = [layer for layer in saved.layers if isinstance(layer, keras.Model)]
     steps = [layer for layer in saved.layers[1:] if not isinstance(layer, keras.Model)]
     if len(nets) != 1 or len(steps) != 1:
